@@ -1,0 +1,7 @@
+# Warnings and sanitizers for every Postern target.
+add_library(postern_warnings INTERFACE)
+target_compile_options(postern_warnings INTERFACE -Wall -Wextra -Werror)
+if(POSTERN_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()

@@ -1,0 +1,266 @@
+// posternd — the Postern mail daemon.
+//
+//   posternd --config FILE [--foreground]    run
+//   posternd --check-config --config FILE    validate and exit (0 = valid)
+//
+// Start-up: read and validate the manifest (refuse to start on any error),
+// open logs, load plugins in manifest order (a refused plugin is logged with
+// its reason and skipped), bind the listeners, serve.
+// Signals: SIGTERM/SIGINT stop gracefully; SIGHUP reloads the manifest — a new
+// hook chain is built and new sessions use it while old sessions drain on the
+// old one; an invalid new manifest is reported and the old one stays.
+// Diagnostics: one line per event on stderr (foreground) and in <log file=>.
+
+#include "core/config/manifest.hpp"
+#include "core/dns/resolver.hpp"
+#include "core/event/chain.hpp"
+#include "core/log/log.hpp"
+#include "core/plugin/chain_builder.hpp"
+#include "core/queue/spool.hpp"
+#include "core/smtp/server.hpp"
+#include "core/smtp/smtp_config.hpp"
+#include "core/tls/tls_context.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <fmt/format.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+namespace {
+
+using namespace postern::core;
+
+struct Options {
+  std::string config;
+  bool check_only = false;
+  bool foreground = false;
+};
+
+void usage() {
+  std::fprintf(stderr,
+               "usage: posternd --config FILE [--foreground]\n"
+               "       posternd --check-config --config FILE\n");
+}
+
+std::optional<Options> parse_args(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--config" && i + 1 < argc) {
+      o.config = argv[++i];
+    } else if (a.starts_with("--config=")) {
+      o.config = std::string(a.substr(9));
+    } else if (a == "--check-config") {
+      o.check_only = true;
+    } else if (a == "--foreground" || a == "-f") {
+      o.foreground = true;
+    } else if (a == "--version") {
+      std::printf("posternd 0.1.0 (plugin ABI %d.%d)\n", POSTERN_ABI_VERSION_MAJOR, POSTERN_ABI_VERSION_MINOR);
+      std::exit(0);
+    } else {
+      std::fprintf(stderr, "posternd: unknown argument '%s'\n", argv[i]);
+      return std::nullopt;
+    }
+  }
+  if (o.config.empty()) {
+    std::fprintf(stderr, "posternd: --config FILE is required\n");
+    return std::nullopt;
+  }
+  return o;
+}
+
+/** The manifest and everything derived from it that a reload replaces. */
+struct Generation {
+  std::shared_ptr<const config::Manifest> manifest;
+  std::shared_ptr<const smtp::SmtpConfig> smtp;
+};
+
+/** Validates the manifest fully (core + engine sections). */
+struct Checked {
+  std::optional<Generation> gen;
+  std::vector<config::Diagnostic> errors;
+  std::vector<config::Diagnostic> plugin_problems;
+};
+
+Checked check(const std::string& file) {
+  Checked out;
+  config::LoadResult lr = config::load_manifest(file);
+  out.errors = lr.errors;
+  out.plugin_problems = lr.plugin_problems;
+  if (!lr.manifest) return out;
+  // The engine's own section reports into the same line table.
+  config::Diagnostics diag(*lr.manifest->lines);
+  auto smtp_cfg = std::make_shared<smtp::SmtpConfig>(smtp::parse_smtp_config(lr.manifest->smtp, diag));
+  for (size_t i = lr.manifest->lines->errors().size(); i < diag.errors().size(); ++i) out.errors.push_back(diag.errors()[i]);
+  if (out.errors.empty()) out.gen = Generation{lr.manifest, smtp_cfg};
+  return out;
+}
+
+int check_config(const std::string& file) {
+  Checked c = check(file);
+  for (const auto& e : c.errors) std::printf("%s\n", e.str().c_str());
+  for (const auto& e : c.plugin_problems) std::printf("%s:%u: warning: %s\n", e.file.c_str(), e.line, e.message.c_str());
+  if (!c.errors.empty() || !c.plugin_problems.empty()) {
+    std::printf("%s: %zu error(s), %zu plugin problem(s)\n", file.c_str(), c.errors.size(), c.plugin_problems.size());
+    return 1;
+  }
+  std::printf("%s: OK\n", file.c_str());
+  return 0;
+}
+
+class Daemon {
+ public:
+  Daemon(Generation gen, bool foreground) : gen_(std::move(gen)), foreground_(foreground) {}
+
+  int run() {
+    const config::Manifest& m = *gen_.manifest;
+    if (!log::configure(m.log_level, m.log_file, foreground_)) {
+      std::fprintf(stderr, "posternd: cannot open log file %s\n", m.log_file.c_str());
+      return 1;
+    }
+    std::error_code ec;
+    for (const char* sub : {"", "queue", "state"}) {
+      std::filesystem::create_directories(m.data_dir / sub, ec);
+      if (ec) {
+        log::error("main", "cannot create {}: {}", (m.data_dir / sub).string(), ec.message());
+        return 1;
+      }
+    }
+    const size_t io_threads = m.io_threads != 0 ? m.io_threads : std::max(1u, std::thread::hardware_concurrency());
+    workers_ = std::make_unique<boost::asio::thread_pool>(m.worker_threads);
+
+    dns::ResolverOptions ro;
+    ro.servers = m.dns.servers;
+    ro.timeout = m.dns.timeout;
+    resolver_ = std::make_unique<dns::Resolver>(io_, ro);
+
+    services_.io = &io_;
+    services_.workers = workers_.get();
+    services_.resolver = resolver_.get();
+    services_.state_root = m.data_dir / "state";
+
+    install_chain(gen_.manifest);
+
+    try {
+      if (!m.certificates.empty()) tls_ = std::make_shared<tls::TlsContext>(m.certificates, m.server_name);
+      spool_ = std::make_unique<queue::Spool>(m.data_dir / "queue", m.worker_threads);
+      for (const config::Listener& l : m.listeners) {
+        if (!l.enabled) continue;
+        if (l.protocol != "smtp" && l.protocol != "submission") {
+          log::warn("main", "listener={} protocol={} has no engine in this build yet; not started", l.name, l.protocol);
+          continue;
+        }
+        auto server = std::make_unique<smtp::SmtpServer>(
+            io_, l, gen_.smtp, [this] { return current_chain(); }, *spool_, tls_, m.server_name);
+        server->start();
+        log::info("main", "listener={} protocol={} address={} port={} tls={}", l.name, l.protocol, l.address, l.port,
+                  config::tls_mode_name(l.tls));
+        servers_.push_back(std::move(server));
+      }
+    } catch (const std::exception& e) {
+      log::error("main", "start-up failed: {}", e.what());
+      return 1;
+    }
+
+    boost::asio::signal_set signals(io_, SIGTERM, SIGINT, SIGHUP);
+    wait_signal(signals);
+    log::info("main", "posternd started server={} plugins={} io-threads={} pid={}", m.server_name,
+              current_chain()->plugins().size(), io_threads, ::getpid());
+
+    std::vector<std::thread> threads;
+    for (size_t i = 1; i < io_threads; ++i) threads.emplace_back([this] { io_.run(); });
+    io_.run();
+    for (auto& t : threads) t.join();
+    workers_->join();
+    log::info("main", "posternd stopped");
+    return 0;
+  }
+
+ private:
+  event::ChainPtr current_chain() const { return std::atomic_load(&chain_); }
+
+  void install_chain(const std::shared_ptr<const config::Manifest>& manifest) {
+    plugin::BuiltChain built = plugin::build_chain(manifest, services_);
+    for (const std::string& why : built.refused) log::error("plugin", "{}", why);
+    std::atomic_store(&chain_, event::ChainPtr(built.chain));
+  }
+
+  void wait_signal(boost::asio::signal_set& signals) {
+    signals.async_wait([this, &signals](boost::system::error_code ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        reload();
+        wait_signal(signals);
+        return;
+      }
+      log::info("main", "signal={} stopping", sig);
+      for (auto& s : servers_) s->stop();
+      resolver_->shutdown();
+      io_.stop();
+    });
+  }
+
+  void reload() {
+    const std::string file = gen_.manifest->path.string();
+    Checked c = check(file);
+    if (!c.gen) {
+      for (const auto& e : c.errors) log::error("reload", "{}", e.str());
+      log::error("reload", "manifest {} invalid; keeping the running configuration", file);
+      return;
+    }
+    for (const auto& e : c.plugin_problems) log::warn("reload", "{}", e.str());
+    log::set_level(c.gen->manifest->log_level);
+    // Sessions already running keep their chain; it is unloaded with the last one.
+    install_chain(c.gen->manifest);
+    gen_.manifest = c.gen->manifest;
+    log::info("reload", "manifest {} reloaded; plugins={} (listener and engine settings need a restart)", file,
+              current_chain()->plugins().size());
+  }
+
+  Generation gen_;
+  bool foreground_;
+  boost::asio::io_context io_;
+  std::unique_ptr<boost::asio::thread_pool> workers_;
+  std::unique_ptr<dns::Resolver> resolver_;
+  plugin::HostServices services_;
+  event::ChainPtr chain_;
+  std::shared_ptr<tls::TlsContext> tls_;
+  std::unique_ptr<queue::Spool> spool_;
+  std::vector<std::unique_ptr<smtp::SmtpServer>> servers_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto opts = parse_args(argc, argv);
+  if (!opts) {
+    usage();
+    return 2;
+  }
+  if (opts->check_only) return check_config(opts->config);
+
+  Checked c = check(opts->config);
+  if (!c.gen) {
+    for (const auto& e : c.errors) std::fprintf(stderr, "%s\n", e.str().c_str());
+    std::fprintf(stderr, "posternd: %s is invalid; not starting\n", opts->config.c_str());
+    return 1;
+  }
+  for (const auto& e : c.plugin_problems) std::fprintf(stderr, "%s:%u: warning: %s\n", e.file.c_str(), e.line, e.message.c_str());
+  if (!opts->foreground) {
+    // Detach: the classic double fork is unnecessary under systemd; one
+    // daemon(3) keeps the working directory (paths are already absolute).
+    if (::daemon(1, 0) != 0) {
+      std::perror("posternd: daemon");
+      return 1;
+    }
+  }
+  Daemon d(std::move(*c.gen), opts->foreground);
+  return d.run();
+}

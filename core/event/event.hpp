@@ -1,0 +1,138 @@
+#pragma once
+// The event bus's data model: stages, verdicts, outcomes, and the per-session /
+// per-transaction state that hooks read and edit (docs/event-bus.md).
+
+#include <postern/abi/v1/postern_abi.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace postern::core::mime {
+class Message;
+}
+
+namespace postern::core::event {
+
+/** Stages and observer events; values equal postern_stage_t. */
+enum class Stage : uint32_t {
+  Connect = POSTERN_STAGE_CONNECT,
+  Helo = POSTERN_STAGE_HELO,
+  Auth = POSTERN_STAGE_AUTH,
+  MailFrom = POSTERN_STAGE_MAIL_FROM,
+  RcptTo = POSTERN_STAGE_RCPT_TO,
+  DataStart = POSTERN_STAGE_DATA_START,
+  Headers = POSTERN_STAGE_HEADERS,
+  DataEnd = POSTERN_STAGE_DATA_END,
+  Queued = POSTERN_STAGE_QUEUED,
+  Delivery = POSTERN_STAGE_DELIVERY,
+  Disconnect = POSTERN_STAGE_DISCONNECT,
+  Delivered = POSTERN_EVENT_DELIVERED,
+  Deferred = POSTERN_EVENT_DEFERRED,
+  Bounced = POSTERN_EVENT_BOUNCED,
+  Stored = POSTERN_EVENT_STORED,
+};
+inline constexpr size_t kStageCount = POSTERN_STAGE_COUNT_V1_0;
+
+/** "rcpt_to" etc.; the names used in descriptors and `posternctl plugins --order`. */
+std::string_view stage_name(Stage stage);
+std::optional<Stage> stage_from_name(std::string_view name);
+/** Observer events: verdicts are ignored and they cannot be deferred. */
+bool is_observer(Stage stage);
+
+/** Values equal postern_verdict_t. */
+enum class Verdict : uint32_t {
+  Continue = POSTERN_VERDICT_CONTINUE,
+  Accept = POSTERN_VERDICT_ACCEPT,
+  Reject = POSTERN_VERDICT_REJECT,
+  TempFail = POSTERN_VERDICT_TEMPFAIL,
+  Discard = POSTERN_VERDICT_DISCARD,
+  Quarantine = POSTERN_VERDICT_QUARANTINE,
+  Pending = POSTERN_VERDICT_PENDING,
+};
+std::string_view verdict_name(Verdict verdict);
+
+/** What to do when a hook fails, throws or times out (manifest `on-failure`). */
+enum class OnFailure { Continue, TempFail };
+
+/**
+ * The result of running one stage. An empty reply means "the engine's default
+ * reply for this verdict"; `decided_by` names the plugin, empty for Continue.
+ */
+struct Outcome {
+  Verdict verdict = Verdict::Continue;
+  uint16_t code = 0;
+  std::string enhanced;
+  std::string text;
+  bool disconnect = false;
+  std::string decided_by;
+};
+
+struct Symbol {
+  std::string name;
+  double weight = 0;
+  std::string detail;
+  std::string plugin;
+};
+
+struct HeaderEdit {
+  enum class Kind { Add, Change, Remove };
+  Kind kind = Kind::Add;
+  std::string name;
+  std::string value;
+  int32_t index = 0;   // Change/Remove: which instance; Remove with -1: all
+  bool prepend = true; // Add: at the top (like trace headers) or at the bottom
+};
+
+/** Facts about the connection, filled by the engine that owns it. */
+struct SessionInfo {
+  std::string session_id;
+  std::string server_name;
+  std::string listener;
+  std::string peer_ip;
+  uint16_t peer_port = 0;
+  std::string local_ip;
+  uint16_t local_port = 0;
+  std::string helo;
+  std::string auth_user;
+  std::string tls_protocol;
+  std::string tls_cipher;
+  /** Symbols added where there is no transaction (connect, helo, auth); the
+   *  score policy at data_end adds them to the transaction's. */
+  std::vector<Symbol> symbols;
+  double score = 0;
+};
+
+/** One mail transaction (MAIL ... end of data), reset by RSET. */
+struct Transaction {
+  std::string queue_id;
+  std::optional<std::string> mail_from;          // without <>; "" is the null sender
+  std::vector<std::string> recipients;           // accepted so far
+  std::shared_ptr<const mime::Message> message;  // from the headers stage on
+  std::vector<Symbol> symbols;
+  double score = 0;
+  std::vector<HeaderEdit> header_edits;
+  std::vector<std::string> recipients_added;
+  std::vector<std::string> recipients_removed;
+
+  void add_symbol(Symbol symbol) {
+    score += symbol.weight;
+    symbols.push_back(std::move(symbol));
+  }
+};
+
+/**
+ * What a hook sees: the session, the transaction, and the stage's own
+ * arguments. Owned by the engine; lives at least until the stage completes.
+ */
+struct EventData {
+  SessionInfo* session = nullptr;
+  Transaction* transaction = nullptr;  // may be null (connect, helo, disconnect)
+  std::string command;                 // the raw command line of this stage
+  std::string current_rcpt;            // rcpt_to: the address being checked
+};
+
+}  // namespace postern::core::event

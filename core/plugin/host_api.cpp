@@ -1,0 +1,560 @@
+// The host side of postern_abi.h: every function of postern_host_api_v1_t.
+// Each function validates its handles and never throws into the plugin.
+
+#include "core/plugin/host_internal.hpp"
+
+#include "core/dns/resolver.hpp"
+#include "core/event/chain.hpp"
+#include "core/log/log.hpp"
+#include "core/mime/mime.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+
+/** The opaque postern_message_t. */
+struct postern_message {
+  std::shared_ptr<const postern::core::mime::Message> msg;
+  std::vector<std::optional<std::string>> bodies;  // decoded part bodies, on demand
+  std::vector<std::string> content_types;          // "type/subtype" per part
+};
+
+/** The opaque postern_timer_t. */
+struct postern_timer {
+  explicit postern_timer(boost::asio::io_context& io) : timer(io) {}
+  boost::asio::steady_timer timer;
+};
+
+namespace postern::core::plugin {
+namespace {
+
+using event::Stage;
+
+std::string_view sv(postern_str_t s) { return s.ptr != nullptr ? std::string_view(s.ptr, s.len) : std::string_view{}; }
+postern_str_t abi(std::string_view s) { return postern_str_t{s.data(), s.size()}; }
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// A header name per RFC 5322 §2.2: printable US-ASCII except colon.
+bool valid_header_name(std::string_view name) {
+  return !name.empty() && name.size() <= 998 &&
+         std::all_of(name.begin(), name.end(), [](char c) { return c > 32 && c < 127 && c != ':'; });
+}
+
+// A header value from a plugin must not smuggle in new lines (header injection).
+bool valid_header_value(std::string_view value) {
+  for (size_t i = 0; i < value.size(); ++i) {
+    const char c = value[i];
+    if (c == '\0') return false;
+    if (c == '\r' || c == '\n') {
+      // Only folding (CRLF followed by WSP) is allowed.
+      if (c != '\r' || i + 2 >= value.size() || value[i + 1] != '\n' || (value[i + 2] != ' ' && value[i + 2] != '\t'))
+        return false;
+      ++i;
+    }
+  }
+  return value.size() <= 64 * 1024;
+}
+
+LoadedPlugin* plugin_of(postern_host_t* host) { return host != nullptr ? host->plugin : nullptr; }
+
+// --- registration, config, environment ---------------------------------------
+
+postern_status_t subscribe(postern_host_t* host, postern_stage_t stage) {
+  LoadedPlugin* p = plugin_of(host);
+  return p != nullptr ? p->subscribe(stage) : POSTERN_ERR_INVALID;
+}
+
+const postern_config_node_t* to_handle(pugi::xml_node n) {
+  return reinterpret_cast<const postern_config_node_t*>(n.internal_object());
+}
+pugi::xml_node from_handle(const postern_config_node_t* h) {
+  return pugi::xml_node(reinterpret_cast<pugi::xml_node_struct*>(const_cast<postern_config_node_t*>(h)));
+}
+
+const postern_config_node_t* config_root(postern_host_t* host) {
+  LoadedPlugin* p = plugin_of(host);
+  return p != nullptr && p->config() ? to_handle(p->config()) : nullptr;
+}
+postern_str_t config_name(const postern_config_node_t* node) {
+  return node != nullptr ? abi(from_handle(node).name()) : postern_str_t{};
+}
+postern_status_t config_attr(const postern_config_node_t* node, postern_str_t name, postern_str_t* out) {
+  if (node == nullptr || out == nullptr) return POSTERN_ERR_INVALID;
+  const std::string key(sv(name));
+  pugi::xml_attribute a = from_handle(node).attribute(key.c_str());
+  if (!a) return POSTERN_ERR_NOT_FOUND;
+  *out = abi(a.value());
+  return POSTERN_OK;
+}
+postern_str_t config_text(const postern_config_node_t* node) {
+  return node != nullptr ? abi(from_handle(node).child_value()) : postern_str_t{};
+}
+const postern_config_node_t* config_child(const postern_config_node_t* node, postern_str_t name) {
+  if (node == nullptr) return nullptr;
+  pugi::xml_node n = from_handle(node);
+  const std::string key(sv(name));
+  pugi::xml_node c = key.empty() ? n.find_child([](pugi::xml_node x) { return x.type() == pugi::node_element; })
+                                 : n.child(key.c_str());
+  return c ? to_handle(c) : nullptr;
+}
+const postern_config_node_t* config_next(const postern_config_node_t* node, postern_str_t name) {
+  if (node == nullptr) return nullptr;
+  pugi::xml_node n = from_handle(node);
+  const std::string key(sv(name));
+  for (pugi::xml_node s = n.next_sibling(); s; s = s.next_sibling()) {
+    if (s.type() == pugi::node_element && (key.empty() || key == s.name())) return to_handle(s);
+  }
+  return nullptr;
+}
+postern_str_t state_dir(postern_host_t* host) {
+  LoadedPlugin* p = plugin_of(host);
+  return p != nullptr ? abi(p->state_dir()) : postern_str_t{};
+}
+int64_t now_ms(postern_host_t* host) {
+  LoadedPlugin* p = plugin_of(host);
+  return p != nullptr && p->services().now_ms ? p->services().now_ms() : 0;
+}
+void log_line(postern_host_t* host, postern_log_level_t level, postern_str_t message) {
+  LoadedPlugin* p = plugin_of(host);
+  const auto lvl = static_cast<log::Level>(std::clamp<int>(level, POSTERN_LOG_TRACE, POSTERN_LOG_ERROR));
+  if (!log::enabled(lvl)) return;
+  log::write(lvl, p != nullptr ? p->name() : std::string_view{"plugin"}, sv(message));
+}
+
+// --- asynchronous services ---------------------------------------------------
+
+postern_status_t post_work(postern_host_t* host, postern_task_cb fn, void* user) {
+  LoadedPlugin* p = plugin_of(host);
+  if (p == nullptr || fn == nullptr || p->services().workers == nullptr) return POSTERN_ERR_UNAVAILABLE;
+  boost::asio::post(*p->services().workers, [fn, user] { fn(user); });
+  return POSTERN_OK;
+}
+
+postern_timer_t* timer_start(postern_host_t* host, uint64_t delay_ms, postern_task_cb fn, void* user) {
+  LoadedPlugin* p = plugin_of(host);
+  if (p == nullptr || fn == nullptr || p->services().io == nullptr) return nullptr;
+  auto* t = new postern_timer(*p->services().io);
+  t->timer.expires_after(std::chrono::milliseconds(delay_ms));
+  t->timer.async_wait([t, fn, user](boost::system::error_code ec) {
+    std::unique_ptr<postern_timer> owned(t);
+    if (!ec) fn(user);
+  });
+  return t;
+}
+
+void timer_cancel(postern_host_t* host, postern_timer_t* timer) {
+  (void)host;
+  if (timer == nullptr) return;
+  // The handler deletes the timer; cancellation only makes it skip fn. Asio
+  // timers are not thread-safe, so cancel on the timer's own executor.
+  boost::asio::post(timer->timer.get_executor(), [timer] { timer->timer.cancel(); });
+}
+
+postern_status_t dns_query(postern_host_t* host, postern_str_t name, postern_dns_type_t type, uint32_t timeout_ms,
+                           postern_dns_cb cb, void* user) {
+  LoadedPlugin* p = plugin_of(host);
+  if (p == nullptr || cb == nullptr) return POSTERN_ERR_INVALID;
+  if (p->services().resolver == nullptr) return POSTERN_ERR_UNAVAILABLE;
+  p->services().resolver->query(
+      std::string(sv(name)), static_cast<uint16_t>(type), std::chrono::milliseconds(timeout_ms),
+      [cb, user](const dns::Answer& a) {
+        std::vector<postern_dns_record_t> records;
+        records.reserve(a.records.size());
+        for (const dns::Record& r : a.records) records.push_back({r.type, r.ttl, abi(r.data)});
+        postern_dns_answer_t out{};
+        out.struct_size = sizeof out;
+        out.status = static_cast<uint32_t>(a.status);
+        out.name = abi(a.name);
+        out.type = a.type;
+        out.min_ttl = a.min_ttl;
+        out.records = records.data();
+        out.record_count = records.size();
+        cb(user, &out);
+      });
+  return POSTERN_OK;
+}
+
+// --- the event -----------------------------------------------------------------
+
+postern_status_t event_get(postern_event_t* ev, postern_property_t prop, postern_str_t* out) {
+  if (ev == nullptr || ev->data == nullptr || out == nullptr) return POSTERN_ERR_INVALID;
+  const event::EventData& d = *ev->data;
+  const event::SessionInfo* s = d.session;
+  const event::Transaction* t = d.transaction;
+  auto give = [&](std::string_view v) {
+    if (v.empty()) return POSTERN_ERR_NOT_FOUND;
+    *out = abi(v);
+    return POSTERN_OK;
+  };
+  switch (prop) {
+    case POSTERN_PROP_SESSION_ID: return s ? give(s->session_id) : POSTERN_ERR_NOT_FOUND;
+    case POSTERN_PROP_QUEUE_ID: return t ? give(t->queue_id) : POSTERN_ERR_NOT_FOUND;
+    case POSTERN_PROP_PEER_IP: return s ? give(s->peer_ip) : POSTERN_ERR_NOT_FOUND;
+    case POSTERN_PROP_PEER_PORT:
+      if (s == nullptr) return POSTERN_ERR_NOT_FOUND;
+      ev->peer_port = std::to_string(s->peer_port);
+      return give(ev->peer_port);
+    case POSTERN_PROP_LOCAL_IP: return s ? give(s->local_ip) : POSTERN_ERR_NOT_FOUND;
+    case POSTERN_PROP_LOCAL_PORT:
+      if (s == nullptr) return POSTERN_ERR_NOT_FOUND;
+      ev->local_port = std::to_string(s->local_port);
+      return give(ev->local_port);
+    case POSTERN_PROP_LISTENER: return s ? give(s->listener) : POSTERN_ERR_NOT_FOUND;
+    case POSTERN_PROP_HELO: return s ? give(s->helo) : POSTERN_ERR_NOT_FOUND;
+    case POSTERN_PROP_AUTH_USER: return s ? give(s->auth_user) : POSTERN_ERR_NOT_FOUND;
+    case POSTERN_PROP_MAIL_FROM:
+      // The null reverse-path is a value: OK with an empty string.
+      if (t == nullptr || !t->mail_from) return POSTERN_ERR_NOT_FOUND;
+      *out = abi(*t->mail_from);
+      return POSTERN_OK;
+    case POSTERN_PROP_RCPT: return give(d.current_rcpt);
+    case POSTERN_PROP_TLS_PROTOCOL: return s ? give(s->tls_protocol) : POSTERN_ERR_NOT_FOUND;
+    case POSTERN_PROP_TLS_CIPHER: return s ? give(s->tls_cipher) : POSTERN_ERR_NOT_FOUND;
+    case POSTERN_PROP_SERVER_NAME: return s ? give(s->server_name) : POSTERN_ERR_NOT_FOUND;
+    case POSTERN_PROP_COMMAND: return give(d.command);
+    default: return POSTERN_ERR_INVALID;
+  }
+}
+
+size_t event_rcpt_count(postern_event_t* ev) {
+  return ev != nullptr && ev->data != nullptr && ev->data->transaction != nullptr
+             ? ev->data->transaction->recipients.size()
+             : 0;
+}
+postern_status_t event_rcpt_at(postern_event_t* ev, size_t index, postern_str_t* out) {
+  if (out == nullptr || index >= event_rcpt_count(ev)) return POSTERN_ERR_NOT_FOUND;
+  *out = abi(ev->data->transaction->recipients[index]);
+  return POSTERN_OK;
+}
+
+const postern_message_t* event_message(postern_event_t* ev) {
+  if (ev == nullptr || ev->data == nullptr || ev->data->transaction == nullptr) return nullptr;
+  const auto& msg = ev->data->transaction->message;
+  if (!msg) return nullptr;
+  if (!ev->message) {
+    ev->message = std::make_shared<postern_message>();
+    ev->message->msg = msg;
+    ev->message->bodies.resize(msg->parts().size());
+    ev->message->content_types.reserve(msg->parts().size());
+    for (const mime::Part& part : msg->parts()) {
+      ev->message->content_types.push_back(part.content_type.type + "/" + part.content_type.subtype);
+    }
+  }
+  return ev->message.get();
+}
+
+postern_status_t event_add_symbol(postern_event_t* ev, postern_str_t name, double weight, postern_str_t detail) {
+  if (ev == nullptr || ev->data == nullptr || sv(name).empty()) return POSTERN_ERR_INVALID;
+  add_symbol(*ev->data, event::Symbol{std::string(sv(name)), weight, std::string(sv(detail)),
+                                      ev->plugin != nullptr ? ev->plugin->name() : std::string{}});
+  return POSTERN_OK;
+}
+
+double event_score(postern_event_t* ev) {
+  if (ev == nullptr || ev->data == nullptr) return 0;
+  double total = ev->data->session != nullptr ? ev->data->session->score : 0;
+  if (ev->data->transaction != nullptr) total += ev->data->transaction->score;
+  return total;
+}
+
+event::Transaction* editable_transaction(postern_event_t* ev) {
+  if (ev == nullptr || ev->data == nullptr || ev->data->transaction == nullptr) return nullptr;
+  // Edits take effect when the message is stored, so only stages before that may make them.
+  if (ev->stage != Stage::Headers && ev->stage != Stage::DataEnd && ev->stage != Stage::DataStart &&
+      ev->stage != Stage::RcptTo && ev->stage != Stage::MailFrom)
+    return nullptr;
+  return ev->data->transaction;
+}
+
+postern_status_t event_header_add(postern_event_t* ev, postern_str_t name, postern_str_t value, int32_t prepend) {
+  event::Transaction* t = editable_transaction(ev);
+  if (t == nullptr) return POSTERN_ERR_UNAVAILABLE;
+  if (!valid_header_name(sv(name)) || !valid_header_value(sv(value))) return POSTERN_ERR_INVALID;
+  t->header_edits.push_back(
+      {event::HeaderEdit::Kind::Add, std::string(sv(name)), std::string(sv(value)), 0, prepend != 0});
+  return POSTERN_OK;
+}
+postern_status_t event_header_change(postern_event_t* ev, postern_str_t name, int32_t index, postern_str_t value) {
+  event::Transaction* t = editable_transaction(ev);
+  if (t == nullptr) return POSTERN_ERR_UNAVAILABLE;
+  if (!valid_header_name(sv(name)) || !valid_header_value(sv(value)) || index < 0) return POSTERN_ERR_INVALID;
+  t->header_edits.push_back(
+      {event::HeaderEdit::Kind::Change, std::string(sv(name)), std::string(sv(value)), index, false});
+  return POSTERN_OK;
+}
+postern_status_t event_header_remove(postern_event_t* ev, postern_str_t name, int32_t index) {
+  event::Transaction* t = editable_transaction(ev);
+  if (t == nullptr) return POSTERN_ERR_UNAVAILABLE;
+  if (!valid_header_name(sv(name))) return POSTERN_ERR_INVALID;
+  t->header_edits.push_back({event::HeaderEdit::Kind::Remove, std::string(sv(name)), {}, index, false});
+  return POSTERN_OK;
+}
+
+bool plausible_address(std::string_view a) {
+  const auto at = a.rfind('@');
+  return at != std::string_view::npos && at > 0 && at + 1 < a.size() && a.size() <= 254 &&
+         std::none_of(a.begin(), a.end(), [](char c) { return c <= 32 || c == 127 || c == '<' || c == '>'; });
+}
+
+postern_status_t event_rcpt_add(postern_event_t* ev, postern_str_t address) {
+  if (ev == nullptr || ev->data == nullptr || ev->data->transaction == nullptr) return POSTERN_ERR_UNAVAILABLE;
+  if (ev->stage != Stage::DataEnd) return POSTERN_ERR_UNAVAILABLE;
+  if (!plausible_address(sv(address))) return POSTERN_ERR_INVALID;
+  ev->data->transaction->recipients_added.emplace_back(sv(address));
+  return POSTERN_OK;
+}
+postern_status_t event_rcpt_remove(postern_event_t* ev, postern_str_t address) {
+  if (ev == nullptr || ev->data == nullptr || ev->data->transaction == nullptr) return POSTERN_ERR_UNAVAILABLE;
+  if (ev->stage != Stage::DataEnd) return POSTERN_ERR_UNAVAILABLE;
+  const auto& rcpts = ev->data->transaction->recipients;
+  if (std::none_of(rcpts.begin(), rcpts.end(), [&](const std::string& r) { return iequals(r, sv(address)); }))
+    return POSTERN_ERR_NOT_FOUND;
+  ev->data->transaction->recipients_removed.emplace_back(sv(address));
+  return POSTERN_OK;
+}
+
+postern_pending_t* event_defer(postern_event_t* ev) {
+  if (ev == nullptr || event::is_observer(ev->stage)) return nullptr;
+  if (ev->pending) return nullptr;  // one deferral per hook call
+  auto* handle = new postern_pending();
+  handle->core = std::make_shared<PendingCore>();
+  handle->core->plugin = ev->plugin != nullptr ? ev->plugin->name() : std::string{};
+  ev->pending = handle->core;
+  return handle;
+}
+
+// --- pending ---------------------------------------------------------------------
+
+postern_pending_t* pending_retain(postern_pending_t* p) {
+  if (p != nullptr) p->refs.fetch_add(1, std::memory_order_relaxed);
+  return p;
+}
+void pending_release(postern_pending_t* p) {
+  if (p == nullptr) return;
+  if (p->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    // The last reference without a completion: the hook has nothing to say.
+    p->core->complete(HookAnswer{}, false);
+    delete p;
+  }
+}
+postern_status_t pending_add_symbol(postern_pending_t* p, postern_str_t name, double weight, postern_str_t detail) {
+  if (p == nullptr || sv(name).empty()) return POSTERN_ERR_INVALID;
+  std::lock_guard lock(p->core->mutex);
+  if (p->core->state != PendingCore::State::Open) return POSTERN_ERR_UNAVAILABLE;
+  p->core->symbols.push_back({std::string(sv(name)), weight, std::string(sv(detail)), p->core->plugin});
+  return POSTERN_OK;
+}
+postern_status_t pending_complete(postern_pending_t* p, const postern_hook_result_t* result) {
+  if (p == nullptr || result == nullptr) return POSTERN_ERR_INVALID;
+  if (result->verdict == POSTERN_VERDICT_PENDING) return POSTERN_ERR_INVALID;
+  return p->core->complete(HookAnswer::copy(*result), true) ? POSTERN_OK : POSTERN_ERR_UNAVAILABLE;
+}
+
+// --- the message -------------------------------------------------------------------
+
+postern_bytes_t message_raw(const postern_message_t* m) {
+  if (m == nullptr) return {};
+  const std::string_view raw = m->msg->raw();
+  return postern_bytes_t{reinterpret_cast<const uint8_t*>(raw.data()), raw.size()};
+}
+size_t message_header_count(const postern_message_t* m) { return m != nullptr ? m->msg->headers().size() : 0; }
+postern_status_t message_header_at(const postern_message_t* m, size_t i, postern_str_t* name, postern_str_t* value) {
+  if (m == nullptr || i >= m->msg->headers().size()) return POSTERN_ERR_NOT_FOUND;
+  const mime::Header& h = m->msg->headers()[i];
+  if (name != nullptr) *name = abi(h.name);
+  if (value != nullptr) *value = abi(h.value);
+  return POSTERN_OK;
+}
+postern_status_t message_header_find(const postern_message_t* m, postern_str_t name, size_t nth,
+                                     postern_str_t* value) {
+  if (m == nullptr || value == nullptr) return POSTERN_ERR_INVALID;
+  for (const mime::Header& h : m->msg->headers()) {
+    if (iequals(h.name, sv(name)) && nth-- == 0) {
+      *value = abi(h.value);
+      return POSTERN_OK;
+    }
+  }
+  return POSTERN_ERR_NOT_FOUND;
+}
+size_t message_part_count(const postern_message_t* m) { return m != nullptr ? m->msg->parts().size() : 0; }
+postern_status_t message_part_at(const postern_message_t* m, size_t i, postern_mime_part_t* out) {
+  if (m == nullptr || out == nullptr || out->struct_size < sizeof(postern_mime_part_t)) return POSTERN_ERR_INVALID;
+  if (i >= m->msg->parts().size()) return POSTERN_ERR_NOT_FOUND;
+  const mime::Part& p = m->msg->parts()[i];
+  out->parent = p.parent;
+  out->depth = p.depth;
+  out->content_type = abi(m->content_types[i]);
+  out->charset = abi(p.charset);
+  out->filename = abi(p.filename);
+  out->disposition = abi(p.disposition);
+  out->transfer_encoding = abi(p.transfer_encoding);
+  out->section = abi(p.section);
+  out->raw_offset = p.raw_offset;
+  out->raw_length = p.raw_length;
+  return POSTERN_OK;
+}
+postern_status_t message_part_body(const postern_message_t* m, size_t i, postern_bytes_t* out) {
+  if (m == nullptr || out == nullptr) return POSTERN_ERR_INVALID;
+  if (i >= m->msg->parts().size()) return POSTERN_ERR_NOT_FOUND;
+  auto* mut = const_cast<postern_message*>(m);  // the cache is ours; the handle is const for the plugin
+  if (!mut->bodies[i]) mut->bodies[i] = m->msg->decoded_body(i);
+  *out = postern_bytes_t{reinterpret_cast<const uint8_t*>(mut->bodies[i]->data()), mut->bodies[i]->size()};
+  return POSTERN_OK;
+}
+
+uint32_t config_line_impl(const postern_config_node_t* node);
+
+const postern_host_api_v1_t kHostApi = {
+    sizeof(postern_host_api_v1_t),
+    POSTERN_ABI_VERSION_MAJOR,
+    POSTERN_ABI_VERSION_MINOR,
+    &subscribe,
+    &config_root,
+    &config_name,
+    &config_attr,
+    &config_text,
+    &config_child,
+    &config_next,
+    &config_line_impl,
+    &state_dir,
+    &now_ms,
+    &log_line,
+    &post_work,
+    &timer_start,
+    &timer_cancel,
+    &dns_query,
+    &event_get,
+    &event_rcpt_count,
+    &event_rcpt_at,
+    &event_message,
+    &event_add_symbol,
+    &event_score,
+    &event_header_add,
+    &event_header_change,
+    &event_header_remove,
+    &event_rcpt_add,
+    &event_rcpt_remove,
+    &event_defer,
+    &pending_retain,
+    &pending_release,
+    &pending_add_symbol,
+    &pending_complete,
+    &message_raw,
+    &message_header_count,
+    &message_header_at,
+    &message_header_find,
+    &message_part_count,
+    &message_part_at,
+    &message_part_body,
+};
+
+// Line numbers: pugixml gives offsets; the manifest's Diagnostics maps them.
+// The node does not know its document's line table, so the loader registers
+// one per document.
+std::mutex g_line_mutex;
+std::vector<std::pair<const pugi::xml_node_struct*, std::function<uint32_t(const pugi::xml_node&)>>> g_line_maps;
+
+uint32_t config_line_impl(const postern_config_node_t* node) {
+  if (node == nullptr) return 0;
+  pugi::xml_node n = from_handle(node);
+  pugi::xml_node root = n.root();
+  std::lock_guard lock(g_line_mutex);
+  for (const auto& [doc_root, fn] : g_line_maps) {
+    if (doc_root == root.internal_object()) return fn(n);
+  }
+  return 0;
+}
+
+}  // namespace
+
+void register_line_map(const pugi::xml_node& any_node, std::function<uint32_t(const pugi::xml_node&)> fn) {
+  std::lock_guard lock(g_line_mutex);
+  const pugi::xml_node_struct* root = any_node.root().internal_object();
+  for (auto& entry : g_line_maps) {
+    if (entry.first == root) {
+      entry.second = std::move(fn);
+      return;
+    }
+  }
+  g_line_maps.emplace_back(root, std::move(fn));
+}
+
+void unregister_line_map(const pugi::xml_node& any_node) {
+  std::lock_guard lock(g_line_mutex);
+  const pugi::xml_node_struct* root = any_node.root().internal_object();
+  std::erase_if(g_line_maps, [&](const auto& e) { return e.first == root; });
+}
+
+const postern_host_api_v1_t* host_api() { return &kHostApi; }
+
+void add_symbol(event::EventData& ev, event::Symbol symbol) {
+  if (ev.transaction != nullptr) {
+    ev.transaction->add_symbol(std::move(symbol));
+  } else if (ev.session != nullptr) {
+    ev.session->score += symbol.weight;
+    ev.session->symbols.push_back(std::move(symbol));
+  }
+}
+
+bool PendingCore::complete(HookAnswer answer, bool counts_as_late_if_refused) {
+  std::shared_ptr<PendingWait> wait;
+  {
+    std::lock_guard lock(mutex);
+    if (state != State::Open) {
+      if (counts_as_late_if_refused) ++event::bus_stats().late_completions;
+      return false;
+    }
+    state = State::Completed;
+    answer.symbols = std::move(symbols);
+    wait = waiter.lock();
+    if (!wait) {
+      early = std::move(answer);
+      return true;
+    }
+  }
+  boost::asio::post(wait->executor, [w = std::weak_ptr<PendingWait>(wait), a = std::move(answer)]() mutable {
+    auto s = w.lock();
+    if (!s || s->done) {
+      ++event::bus_stats().late_completions;
+      return;
+    }
+    s->done = true;
+    s->answer = std::move(a);
+    s->timer.cancel();
+  });
+  return true;
+}
+
+void PendingCore::attach(const std::shared_ptr<PendingWait>& wait) {
+  std::optional<HookAnswer> ready;
+  {
+    std::lock_guard lock(mutex);
+    if (early) {
+      ready = std::move(early);
+      early.reset();
+    } else {
+      waiter = wait;
+    }
+  }
+  if (ready) {
+    // Completed inside on_hook or before the runner got here: no waiting.
+    wait->done = true;
+    wait->answer = std::move(ready);
+  }
+}
+
+void PendingCore::abandon() {
+  std::lock_guard lock(mutex);
+  if (state == State::Open) state = State::Abandoned;
+}
+
+}  // namespace postern::core::plugin

@@ -1,0 +1,95 @@
+#pragma once
+// Definitions of the ABI's opaque handles (event, pending, message, timer)
+// shared by the host API (host_api.cpp) and the chain runner (chain.cpp).
+
+#include "core/event/event.hpp"
+#include "core/plugin/loader.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace postern::core::plugin {
+
+/** A hook's answer, owned (copied out of postern_hook_result_t). */
+struct HookAnswer {
+  uint32_t verdict = POSTERN_VERDICT_CONTINUE;
+  uint32_t flags = 0;
+  uint32_t code = 0;
+  std::string enhanced;
+  std::string text;
+  std::vector<event::Symbol> symbols;  // added through the pending handle
+
+  static HookAnswer copy(const postern_hook_result_t& r) {
+    HookAnswer a;
+    a.verdict = r.verdict;
+    a.flags = r.flags;
+    a.code = r.smtp_code;
+    if (r.enhanced.ptr != nullptr) a.enhanced.assign(r.enhanced.ptr, r.enhanced.len);
+    if (r.text.ptr != nullptr) a.text.assign(r.text.ptr, r.text.len);
+    return a;
+  }
+};
+
+/**
+ * The session side of a pending hook: the chain runner waits on `timer`
+ * (on the session's strand); a completion posts the answer there and cancels it.
+ */
+struct PendingWait {
+  explicit PendingWait(boost::asio::any_io_executor ex) : executor(ex), timer(ex) {}
+  boost::asio::any_io_executor executor;
+  boost::asio::steady_timer timer;
+  bool done = false;  // strand only
+  std::optional<HookAnswer> answer;
+};
+
+/** State shared by the plugin's handle and the waiting chain runner. */
+struct PendingCore {
+  enum class State { Open, Completed, Abandoned };
+  std::mutex mutex;
+  State state = State::Open;
+  std::string plugin;
+  std::vector<event::Symbol> symbols;
+  std::optional<HookAnswer> early;     // completed before the runner attached
+  std::weak_ptr<PendingWait> waiter;
+
+  /** Completes (first wins). @return false if already completed or abandoned. */
+  bool complete(HookAnswer answer, bool counts_as_late_if_refused);
+  /** The runner starts waiting; delivers an early completion at once. */
+  void attach(const std::shared_ptr<PendingWait>& wait);
+  /** The runner gave up (timeout) or the hook did not return Pending. */
+  void abandon();
+};
+
+}  // namespace postern::core::plugin
+
+/** The opaque postern_pending_t: the plugin's reference-counted handle. */
+struct postern_pending {
+  std::atomic<int> refs{1};
+  std::shared_ptr<postern::core::plugin::PendingCore> core;
+};
+
+/** The opaque postern_message_t: a parsed message plus caches for the ABI. */
+struct postern_message;
+
+/** The opaque postern_event_t: valid during one on_hook call. */
+struct postern_event {
+  postern::core::event::EventData* data = nullptr;
+  postern::core::event::Stage stage = postern::core::event::Stage::Connect;
+  const postern::core::plugin::LoadedPlugin* plugin = nullptr;
+  std::shared_ptr<postern::core::plugin::PendingCore> pending;  // set by event_defer
+  std::shared_ptr<postern_message> message;                    // created on first use
+  std::string peer_port;
+  std::string local_port;
+};
+
+namespace postern::core::plugin {
+/** Applies the symbols added during a hook that ran without a transaction to the session. */
+void add_symbol(event::EventData& ev, event::Symbol symbol);
+}  // namespace postern::core::plugin

@@ -1,0 +1,152 @@
+#include "core/plugin/loader.hpp"
+
+#include "core/log/log.hpp"
+
+#include <fmt/format.h>
+
+#include <cstddef>
+#include <exception>
+
+namespace postern::core::plugin {
+namespace {
+
+// The members a v1.0 table must have; later minors only append.
+constexpr size_t kMinPluginTableSize = offsetof(postern_plugin_v1_t, on_destroy) + sizeof(void*);
+
+}  // namespace
+
+std::variant<std::unique_ptr<LoadedPlugin>, std::string> LoadedPlugin::load(const LoadRequest& request,
+                                                                            const HostServices& services) {
+  const std::string lib_name = request.library.string();
+  auto refuse = [&](const std::string& why) -> std::variant<std::unique_ptr<LoadedPlugin>, std::string> {
+    return fmt::format("{}: refused: {}", lib_name, why);
+  };
+
+  // 1. The descriptor, before any plugin code runs.
+  DescriptorResult dr = read_descriptor(request.descriptor);
+  if (!dr.descriptor) return fmt::format("{}: refused: {}", lib_name, dr.error);
+  Descriptor& desc = *dr.descriptor;
+  if (desc.name != request.name) {
+    return refuse(fmt::format("descriptor name '{}' differs from the manifest's '{}'", desc.name, request.name));
+  }
+  if (std::string why = abi_incompatibility(desc.abi_major, desc.abi_minor); !why.empty()) {
+    return refuse(fmt::format("descriptor declares {}", why));
+  }
+  if (!desc.license_feature.empty()) {
+    const std::string why = request.license_check ? request.license_check(desc.license_feature)
+                                                  : std::string("no license installed");
+    if (!why.empty()) return refuse(fmt::format("license feature '{}' not granted: {}", desc.license_feature, why));
+  }
+  std::error_code fs_ec;
+  if (!std::filesystem::is_regular_file(request.library, fs_ec)) return refuse("shared object missing");
+
+  // 2. The shared object. RTLD_NOW: an unresolved symbol fails here, not in a session.
+  auto plugin = std::unique_ptr<LoadedPlugin>(new LoadedPlugin());
+  boost::system::error_code ec;
+  plugin->library_.load(request.library,
+                        boost::dll::load_mode::rtld_local | boost::dll::load_mode::rtld_now, ec);
+  if (ec) return refuse(fmt::format("cannot load: {}", ec.message()));
+  if (!plugin->library_.has(POSTERN_PLUGIN_ENTRY_SYMBOL)) {
+    return refuse(fmt::format("entry symbol {} missing", POSTERN_PLUGIN_ENTRY_SYMBOL));
+  }
+  auto entry = plugin->library_.get<std::remove_pointer_t<postern_plugin_entry_v1_fn>>(POSTERN_PLUGIN_ENTRY_SYMBOL);
+
+  const postern_plugin_v1_t* table = nullptr;
+  try {
+    table = entry(host_api());
+  } catch (const std::exception& e) {
+    return refuse(fmt::format("entry point threw: {}", e.what()));
+  } catch (...) {
+    return refuse("entry point threw an unknown exception");
+  }
+  if (table == nullptr) return refuse("entry point returned no plugin table");
+  if (table->struct_size < kMinPluginTableSize) {
+    return refuse(fmt::format("plugin table too small ({} octets)", table->struct_size));
+  }
+  if (std::string why = abi_incompatibility(table->abi_major, table->abi_minor); !why.empty()) {
+    return refuse(fmt::format("built for {}", why));
+  }
+  if (table->abi_major != desc.abi_major) {
+    return refuse(fmt::format("descriptor ABI {}.{} and built ABI {}.{} differ", desc.abi_major, desc.abi_minor,
+                              table->abi_major, table->abi_minor));
+  }
+  const std::string table_name = table->name != nullptr ? table->name : "";
+  if (table_name != desc.name) {
+    return refuse(fmt::format("plugin calls itself '{}' but its descriptor says '{}'", table_name, desc.name));
+  }
+  if (table->on_init == nullptr || table->on_hook == nullptr || table->on_destroy == nullptr) {
+    return refuse("plugin table lacks on_init, on_hook or on_destroy");
+  }
+
+  plugin->descriptor_ = std::move(desc);
+  plugin->services_ = services;
+  plugin->config_ = request.config;
+  plugin->line_of_ = request.line_of;
+  if (request.config && request.line_of) register_line_map(request.config, request.line_of);
+  plugin->table_ = table;
+  plugin->host_.plugin = plugin.get();
+
+  // 3. State directory and init.
+  if (!services.state_root.empty()) {
+    const auto dir = services.state_root / plugin->descriptor_.name;
+    std::filesystem::create_directories(dir, fs_ec);
+    if (fs_ec) return refuse(fmt::format("cannot create state directory {}: {}", dir.string(), fs_ec.message()));
+    plugin->state_dir_ = dir.string();
+  }
+  char err[512] = {0};
+  postern_status_t st = POSTERN_ERR_FAILED;
+  plugin->initializing_ = true;
+  try {
+    st = table->on_init(&plugin->host_, host_api(), &plugin->instance_, err, sizeof err);
+  } catch (const std::exception& e) {
+    plugin->instance_ = nullptr;
+    return refuse(fmt::format("init threw: {}", e.what()));
+  } catch (...) {
+    plugin->instance_ = nullptr;
+    return refuse("init threw an unknown exception");
+  }
+  plugin->initializing_ = false;
+  if (st != POSTERN_OK) {
+    plugin->instance_ = nullptr;  // on_destroy is not called after a failed init
+    err[sizeof err - 1] = '\0';
+    return refuse(fmt::format("init failed: {}", err[0] != '\0' ? err : "no reason given"));
+  }
+  return plugin;
+}
+
+LoadedPlugin::~LoadedPlugin() {
+  if (instance_ != nullptr && table_ != nullptr) {
+    try {
+      table_->on_destroy(instance_);
+    } catch (...) {
+      log::error("plugin", "name={} on_destroy threw; ignored", descriptor_.name);
+    }
+  }
+}
+
+postern_status_t LoadedPlugin::subscribe(postern_stage_t stage) {
+  if (!initializing_) return POSTERN_ERR_UNAVAILABLE;
+  if (static_cast<uint32_t>(stage) >= event::kStageCount) return POSTERN_ERR_INVALID;
+  if (!descriptor_.declares(static_cast<event::Stage>(stage))) {
+    log::error("plugin", "name={} subscribes to {} which its descriptor does not declare", descriptor_.name,
+               event::stage_name(static_cast<event::Stage>(stage)));
+    return POSTERN_ERR_INVALID;
+  }
+  subscribed_.set(static_cast<size_t>(stage));
+  return POSTERN_OK;
+}
+
+postern_verdict_t LoadedPlugin::call(postern_stage_t stage, postern_event_t* ev, postern_hook_result_t* result) const {
+  try {
+    return table_->on_hook(instance_, stage, ev, result);
+  } catch (...) {
+    // A plugin not built with our SDK wrapper may still throw; it must not
+    // take the session (or the daemon) down.
+    *result = postern_hook_result_t{};
+    result->struct_size = sizeof *result;
+    result->flags = POSTERN_RESULT_ERROR;
+    return POSTERN_VERDICT_CONTINUE;
+  }
+}
+
+}  // namespace postern::core::plugin

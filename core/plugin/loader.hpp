@@ -1,0 +1,93 @@
+#pragma once
+// Loads one plugin: descriptor first (no plugin code runs before it passes),
+// then the shared object with Boost.DLL (RTLD_LOCAL | RTLD_NOW), the entry
+// symbol, the table checks, and on_init. Every refusal is one line naming the
+// file and the reason; the caller logs it and goes on without the plugin.
+
+#include "core/plugin/descriptor.hpp"
+#include "core/plugin/host_services.hpp"
+
+#include <postern/abi/v1/postern_abi.h>
+
+#include <boost/dll/shared_library.hpp>
+#include <pugixml.hpp>
+
+#include <bitset>
+#include <functional>
+#include <memory>
+#include <string>
+#include <variant>
+
+namespace postern::core::plugin {
+class LoadedPlugin;
+}
+
+/** The opaque postern_host_t: one per plugin instance. */
+struct postern_host {
+  postern::core::plugin::LoadedPlugin* plugin = nullptr;
+};
+
+namespace postern::core::plugin {
+
+struct LoadRequest {
+  std::filesystem::path library;      // <dir>/<name>.so
+  std::filesystem::path descriptor;   // <dir>/<name>.plugin.xml
+  std::string name;                   // the manifest's name
+  pugi::xml_node config;              // the <plugin> element; must outlive the plugin
+  std::function<uint32_t(const pugi::xml_node&)> line_of;  // manifest line numbers
+  /** Checks a license feature; returns empty when granted, else why not. */
+  std::function<std::string(const std::string& feature)> license_check;
+};
+
+class LoadedPlugin {
+ public:
+  /** @return the plugin, or a one-line reason it was refused. Never throws. */
+  static std::variant<std::unique_ptr<LoadedPlugin>, std::string> load(const LoadRequest& request,
+                                                                       const HostServices& services);
+  ~LoadedPlugin();
+  LoadedPlugin(const LoadedPlugin&) = delete;
+  LoadedPlugin& operator=(const LoadedPlugin&) = delete;
+
+  const std::string& name() const { return descriptor_.name; }
+  const Descriptor& descriptor() const { return descriptor_; }
+  bool subscribed(event::Stage stage) const { return subscribed_.test(static_cast<size_t>(stage)); }
+
+  /**
+   * Calls on_hook; an exception escaping the plugin is caught and reported as
+   * a failed hook (POSTERN_RESULT_ERROR).
+   */
+  postern_verdict_t call(postern_stage_t stage, postern_event_t* ev, postern_hook_result_t* result) const;
+
+  // For host_api.cpp.
+  const HostServices& services() const { return services_; }
+  const pugi::xml_node& config() const { return config_; }
+  uint32_t line_of(const pugi::xml_node& node) const { return line_of_ ? line_of_(node) : 0; }
+  const std::string& state_dir() const { return state_dir_; }
+  bool initializing() const { return initializing_; }
+  postern_status_t subscribe(postern_stage_t stage);
+
+ private:
+  LoadedPlugin() = default;
+
+  // Declared first so that it is destroyed last: on_destroy runs before the
+  // library is unmapped.
+  boost::dll::shared_library library_;
+  Descriptor descriptor_;
+  HostServices services_;
+  pugi::xml_node config_;
+  std::function<uint32_t(const pugi::xml_node&)> line_of_;
+  std::string state_dir_;
+  const postern_plugin_v1_t* table_ = nullptr;
+  void* instance_ = nullptr;
+  postern_host host_{};
+  std::bitset<64> subscribed_;
+  bool initializing_ = false;
+};
+
+/** The host API table handed to every plugin (host_api.cpp). */
+const postern_host_api_v1_t* host_api();
+
+/** Lets config_line() map nodes of `any_node`'s document to manifest lines. */
+void register_line_map(const pugi::xml_node& any_node, std::function<uint32_t(const pugi::xml_node&)> fn);
+
+}  // namespace postern::core::plugin

@@ -1,0 +1,102 @@
+#pragma once
+// The incoming spool: one file per accepted message, made durable (write to
+// tmp/, fsync, rename into <subdir>/, fsync the directory) before the SMTP
+// engine answers 250. Queue state is the files. Format: docs/spool.md.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace postern::core::queue {
+
+/** One envelope recipient with its RFC 3461 parameters. */
+struct EnvelopeRecipient {
+  std::string address;  // without <>
+  std::string notify;   // "" (not given), "NEVER", or e.g. "SUCCESS,FAILURE,DELAY"
+  std::string orcpt;    // "" or "addr-type;xtext" as received (e.g. "rfc822;bob@example.org")
+};
+
+/** RFC 6152 / RFC 3030 BODY= of the transaction. */
+enum class BodyType { SevenBit, EightBitMime, BinaryMime };
+std::string_view body_type_name(BodyType body);
+std::optional<BodyType> body_type_from_name(std::string_view name);
+
+/** The envelope of one message: everything the SMTP transaction decided. */
+struct Envelope {
+  std::string queue_id;
+  std::string mail_from;  // without <>; "" is the null sender
+  std::vector<EnvelopeRecipient> recipients;
+  std::string envid;      // RFC 3461 ENVID (xtext as received), "" if absent
+  std::string ret;        // "FULL", "HDRS" or ""
+  std::chrono::system_clock::time_point received_at{};
+  std::string peer;       // client IP address
+  std::string helo;
+  std::string auth_user;  // "" if not authenticated
+  BodyType body = BodyType::SevenBit;
+  bool smtputf8 = false;
+};
+
+/** A spool file read back (queue manager, tests, posternctl queue show). */
+struct SpoolFile {
+  Envelope envelope;
+  std::string message;
+};
+
+class Spool {
+ public:
+  /**
+   * Opens (creates when missing) the spool under `queue_dir`: tmp/, incoming/, quarantine/.
+   * @param worker_threads threads of the pool that async_store() runs on.
+   * @throws std::filesystem::filesystem_error when the directories cannot be created.
+   */
+  explicit Spool(std::filesystem::path queue_dir, size_t worker_threads = 2);
+  ~Spool();
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+
+  const std::filesystem::path& dir() const { return dir_; }
+
+  /** A new queue id: 20 lowercase hex digits, time-ordered, unique in this spool. Thread-safe. */
+  std::string new_queue_id();
+
+  /**
+   * Writes one message durably: tmp file, fsync, rename into `subdir`, fsync of
+   * the directory, all before it returns. Blocking; thread-safe.
+   * @param subdir "incoming" (default) or "quarantine"; created when missing.
+   * @throws std::system_error on an I/O error (nothing is left visible in `subdir`),
+   *   std::invalid_argument when an envelope field contains CR, LF or NUL.
+   */
+  void store(const Envelope& envelope, std::string_view message, std::string_view subdir = "incoming");
+
+  /**
+   * store() on the spool's worker pool; the awaiting coroutine resumes on its
+   * own executor. `envelope` and `message` must stay valid until it completes.
+   * @throws like store().
+   */
+  boost::asio::awaitable<void> async_store(const Envelope& envelope, std::string_view message,
+                                           std::string_view subdir = "incoming");
+
+  /** Free octets available to unprivileged users on the spool's file system. */
+  std::optional<uint64_t> free_bytes() const;
+
+  /** Serializes the envelope header block (for tests and tools). */
+  static std::string format_envelope(const Envelope& envelope, size_t message_size);
+
+  /** Reads a spool file back; nullopt when it is missing or malformed. */
+  static std::optional<SpoolFile> load(const std::filesystem::path& file);
+
+ private:
+  std::filesystem::path dir_;
+  boost::asio::thread_pool pool_;
+  std::atomic<uint32_t> counter_{0};
+};
+
+}  // namespace postern::core::queue

@@ -1,0 +1,220 @@
+#pragma once
+/**
+ * @file host.hpp
+ * The host's services as a plugin sees them: configuration, logging, clock,
+ * state directory, worker pool, timers and asynchronous DNS.
+ */
+
+#include <postern/sdk/types.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace postern::sdk {
+
+/** A read-only view of one element of the plugin's manifest configuration. */
+class Config {
+ public:
+  Config(const postern_host_api_v1_t* api, const postern_config_node_t* node) : api_(api), node_(node) {}
+
+  bool valid() const { return node_ != nullptr; }
+  explicit operator bool() const { return valid(); }
+  std::string_view name() const { return valid() ? to_string_view(api_->config_name(node_)) : std::string_view{}; }
+  std::string_view text() const { return valid() ? to_string_view(api_->config_text(node_)) : std::string_view{}; }
+  uint32_t line() const { return valid() ? api_->config_line(node_) : 0; }
+
+  /** The attribute's value, if present. */
+  std::optional<std::string_view> attr(std::string_view name) const {
+    postern_str_t out{};
+    if (!valid() || api_->config_attr(node_, to_abi(name), &out) != POSTERN_OK) return std::nullopt;
+    return to_string_view(out);
+  }
+  std::string attr_or(std::string_view name, std::string_view fallback) const {
+    return std::string(attr(name).value_or(fallback));
+  }
+  /** Integer attribute; nullopt when absent or not a number. */
+  std::optional<int64_t> integer(std::string_view name) const {
+    auto v = attr(name);
+    if (!v || v->empty()) return std::nullopt;
+    int64_t out = 0;
+    bool neg = false;
+    size_t i = 0;
+    if ((*v)[0] == '-') {
+      neg = true;
+      i = 1;
+    }
+    if (i == v->size()) return std::nullopt;
+    for (; i < v->size(); ++i) {
+      char c = (*v)[i];
+      if (c < '0' || c > '9') return std::nullopt;
+      out = out * 10 + (c - '0');
+    }
+    return neg ? -out : out;
+  }
+  /** Boolean attribute: true/yes/on/1 or false/no/off/0. */
+  std::optional<bool> boolean(std::string_view name) const {
+    auto v = attr(name);
+    if (!v) return std::nullopt;
+    if (*v == "true" || *v == "yes" || *v == "on" || *v == "1") return true;
+    if (*v == "false" || *v == "no" || *v == "off" || *v == "0") return false;
+    return std::nullopt;
+  }
+  /** Duration attribute: "250ms", "5s", "2m", "1h", "3d" or bare seconds. */
+  std::optional<std::chrono::milliseconds> duration(std::string_view name) const {
+    auto v = attr(name);
+    if (!v || v->empty()) return std::nullopt;
+    size_t digits = 0;
+    uint64_t n = 0;
+    while (digits < v->size() && (*v)[digits] >= '0' && (*v)[digits] <= '9') {
+      n = n * 10 + static_cast<uint64_t>((*v)[digits] - '0');
+      ++digits;
+    }
+    if (digits == 0) return std::nullopt;
+    std::string_view unit = v->substr(digits);
+    using std::chrono::milliseconds;
+    if (unit == "ms") return milliseconds(n);
+    if (unit.empty() || unit == "s") return milliseconds(n * 1000);
+    if (unit == "m") return milliseconds(n * 60'000);
+    if (unit == "h") return milliseconds(n * 3'600'000);
+    if (unit == "d") return milliseconds(n * 86'400'000);
+    return std::nullopt;
+  }
+
+  /** First child element (by name, or any when empty). */
+  Config child(std::string_view name = {}) const {
+    return Config(api_, valid() ? api_->config_child(node_, to_abi(name)) : nullptr);
+  }
+  /** All child elements with that name (or all, when empty). */
+  std::vector<Config> children(std::string_view name = {}) const {
+    std::vector<Config> out;
+    for (auto* n = valid() ? api_->config_child(node_, to_abi(name)) : nullptr; n != nullptr;
+         n = api_->config_next(n, to_abi(name))) {
+      out.emplace_back(api_, n);
+    }
+    return out;
+  }
+
+ private:
+  const postern_host_api_v1_t* api_;
+  const postern_config_node_t* node_;
+};
+
+/** One DNS record (see postern_dns_record_t for the text forms). */
+struct DnsRecord {
+  postern_dns_type_t type;
+  uint32_t ttl;
+  std::string data;
+};
+
+/** An owned copy of a DNS answer. */
+struct DnsAnswer {
+  postern_dns_status_t status = POSTERN_DNS_SERVFAIL;
+  std::string name;
+  postern_dns_type_t type = POSTERN_DNS_A;
+  uint32_t min_ttl = 0;
+  std::vector<DnsRecord> records;
+  bool has_records() const { return status == POSTERN_DNS_OK && !records.empty(); }
+};
+
+/**
+ * The host as seen from a plugin instance. Cheap to copy; valid from init
+ * until the plugin is destroyed. Thread-safe unless a method says otherwise.
+ */
+class Host {
+ public:
+  Host(postern_host_t* host, const postern_host_api_v1_t* api) : host_(host), api_(api) {}
+
+  postern_host_t* handle() const { return host_; }
+  const postern_host_api_v1_t* api() const { return api_; }
+
+  void log(LogLevel level, std::string_view message) const {
+    api_->log(host_, static_cast<postern_log_level_t>(level), to_abi(message));
+  }
+  void debug(std::string_view m) const { log(LogLevel::Debug, m); }
+  void info(std::string_view m) const { log(LogLevel::Info, m); }
+  void warn(std::string_view m) const { log(LogLevel::Warn, m); }
+  void error(std::string_view m) const { log(LogLevel::Error, m); }
+
+  /** The plugin's private state directory (exists). */
+  std::filesystem::path state_dir() const { return std::string(to_string_view(api_->state_dir(host_))); }
+
+  /** The host's clock (manual in FakeHost). */
+  std::chrono::system_clock::time_point now() const {
+    return std::chrono::system_clock::time_point(std::chrono::milliseconds(api_->now_ms(host_)));
+  }
+
+  /** Runs `fn` once on the worker pool (blocking work goes here, never in a hook). */
+  void post_work(std::function<void()> fn) const {
+    auto* heap = new std::function<void()>(std::move(fn));
+    if (api_->post_work(host_, &Host::run_and_delete, heap) != POSTERN_OK) delete heap;
+  }
+
+  /** Runs `fn` once after `delay` on an I/O thread. */
+  void after(std::chrono::milliseconds delay, std::function<void()> fn) const {
+    auto* heap = new std::function<void()>(std::move(fn));
+    if (api_->timer_start(host_, static_cast<uint64_t>(delay.count()), &Host::run_and_delete, heap) ==
+        nullptr) {
+      delete heap;
+    }
+  }
+
+  /**
+   * Asynchronous DNS query; `cb` runs exactly once on an I/O thread, with
+   * POSTERN_DNS_TIMEOUT after `timeout` (0 = host default).
+   */
+  void dns_query(std::string_view name, postern_dns_type_t type, std::chrono::milliseconds timeout,
+                 std::function<void(const DnsAnswer&)> cb) const {
+    auto* heap = new std::function<void(const DnsAnswer&)>(std::move(cb));
+    if (api_->dns_query(host_, to_abi(name), type, static_cast<uint32_t>(timeout.count()), &Host::dns_trampoline,
+                        heap) != POSTERN_OK) {
+      DnsAnswer failed;
+      failed.name = std::string(name);
+      failed.type = type;
+      (*heap)(failed);
+      delete heap;
+    }
+  }
+
+  /** Converts an ABI answer into an owned one. */
+  static DnsAnswer copy_answer(const postern_dns_answer_t& a) {
+    DnsAnswer out;
+    out.status = static_cast<postern_dns_status_t>(a.status);
+    out.name = std::string(to_string_view(a.name));
+    out.type = static_cast<postern_dns_type_t>(a.type);
+    out.min_ttl = a.min_ttl;
+    for (size_t i = 0; i < a.record_count; ++i) {
+      out.records.push_back(DnsRecord{static_cast<postern_dns_type_t>(a.records[i].type), a.records[i].ttl,
+                                      std::string(to_string_view(a.records[i].data))});
+    }
+    return out;
+  }
+
+ private:
+  static void run_and_delete(void* user) {
+    std::unique_ptr<std::function<void()>> fn(static_cast<std::function<void()>*>(user));
+    try {
+      (*fn)();
+    } catch (...) {
+      // A task has nobody to report to; swallowing keeps the host alive.
+    }
+  }
+  static void dns_trampoline(void* user, const postern_dns_answer_t* answer) {
+    std::unique_ptr<std::function<void(const DnsAnswer&)>> fn(
+        static_cast<std::function<void(const DnsAnswer&)>*>(user));
+    try {
+      (*fn)(copy_answer(*answer));
+    } catch (...) {
+    }
+  }
+
+  postern_host_t* host_;
+  const postern_host_api_v1_t* api_;
+};
+
+}  // namespace postern::sdk

@@ -1,0 +1,173 @@
+#pragma once
+/**
+ * @file plugin.hpp
+ * Writing a plugin: a class with `kName`, `kVersion` and
+ * `sdk::Status init(sdk::InitContext&)`, registered with POSTERN_PLUGIN(Class).
+ *
+ *   class Hello {
+ *    public:
+ *     static constexpr const char* kName = "hello";
+ *     static constexpr const char* kVersion = "1.0.0";
+ *     sdk::Status init(sdk::InitContext& ctx) {
+ *       ctx.on_data_end([](sdk::Event& ev) { ev.add_header("X-Hello", "world"); return sdk::HookResult{}; });
+ *       return sdk::Status::ok();
+ *     }
+ *   };
+ *   POSTERN_PLUGIN(Hello)
+ *
+ * Exceptions thrown by init or a hook are caught here: init fails with the
+ * exception's text; a hook counts as failed (the manifest's on-failure applies).
+ */
+
+#include <postern/sdk/event.hpp>
+#include <postern/sdk/host.hpp>
+#include <postern/sdk/types.hpp>
+
+#include <array>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace postern::sdk {
+
+using Handler = std::function<HookResult(Event&)>;
+using HandlerTable = std::array<Handler, kStageCount>;
+
+/** What init() gets: configuration, host services, and hook registration. */
+class InitContext {
+ public:
+  InitContext(postern_host_t* host, const postern_host_api_v1_t* api, HandlerTable& handlers)
+      : host_(host), api_(api), handlers_(handlers) {}
+
+  Host host() const { return Host(host_, api_); }
+  /** The plugin's <plugin> element of the manifest. */
+  Config config() const { return Config(api_, api_->config_root(host_)); }
+  std::filesystem::path state_dir() const { return host().state_dir(); }
+
+  /**
+   * Subscribes `handler` to `stage`. Fails when the descriptor does not list
+   * the stage (the host refuses undeclared hooks).
+   */
+  Status on(Stage stage, Handler handler) {
+    if (api_->subscribe(host_, static_cast<postern_stage_t>(stage)) != POSTERN_OK) {
+      return Status::error("the host refused a subscription to a stage the descriptor does not list");
+    }
+    handlers_[static_cast<size_t>(stage)] = std::move(handler);
+    return Status::ok();
+  }
+  Status on_connect(Handler h) { return on(Stage::Connect, std::move(h)); }
+  Status on_helo(Handler h) { return on(Stage::Helo, std::move(h)); }
+  Status on_auth(Handler h) { return on(Stage::Auth, std::move(h)); }
+  Status on_mail_from(Handler h) { return on(Stage::MailFrom, std::move(h)); }
+  Status on_rcpt_to(Handler h) { return on(Stage::RcptTo, std::move(h)); }
+  Status on_data_start(Handler h) { return on(Stage::DataStart, std::move(h)); }
+  Status on_headers(Handler h) { return on(Stage::Headers, std::move(h)); }
+  Status on_data_end(Handler h) { return on(Stage::DataEnd, std::move(h)); }
+  Status on_queued(Handler h) { return on(Stage::Queued, std::move(h)); }
+  Status on_delivery(Handler h) { return on(Stage::Delivery, std::move(h)); }
+  Status on_disconnect(Handler h) { return on(Stage::Disconnect, std::move(h)); }
+  Status on_delivered(Handler h) { return on(Stage::Delivered, std::move(h)); }
+  Status on_deferred(Handler h) { return on(Stage::Deferred, std::move(h)); }
+  Status on_bounced(Handler h) { return on(Stage::Bounced, std::move(h)); }
+  Status on_stored(Handler h) { return on(Stage::Stored, std::move(h)); }
+
+ private:
+  postern_host_t* host_;
+  const postern_host_api_v1_t* api_;
+  HandlerTable& handlers_;
+};
+
+namespace detail {
+
+template <class P>
+struct Instance {
+  P plugin;
+  HandlerTable handlers;
+  postern_host_t* host = nullptr;
+  const postern_host_api_v1_t* api = nullptr;
+};
+
+inline void copy_error(char* buf, size_t cap, const std::string& text) {
+  if (buf == nullptr || cap == 0) return;
+  const size_t n = std::min(cap - 1, text.size());
+  std::memcpy(buf, text.data(), n);
+  buf[n] = '\0';
+}
+
+template <class P>
+postern_status_t on_init(postern_host_t* host, const postern_host_api_v1_t* api, void** instance,
+                         char* err, size_t cap) {
+  try {
+    auto inst = std::make_unique<Instance<P>>();
+    inst->host = host;
+    inst->api = api;
+    InitContext ctx(host, api, inst->handlers);
+    Status s = inst->plugin.init(ctx);
+    if (!s) {
+      copy_error(err, cap, s.message().empty() ? std::string("init failed") : s.message());
+      return POSTERN_ERR_FAILED;
+    }
+    *instance = inst.release();
+    return POSTERN_OK;
+  } catch (const std::exception& e) {
+    copy_error(err, cap, std::string("init threw: ") + e.what());
+  } catch (...) {
+    copy_error(err, cap, "init threw an unknown exception");
+  }
+  return POSTERN_ERR_FAILED;
+}
+
+template <class P>
+postern_verdict_t on_hook(void* instance, postern_stage_t stage, postern_event_t* ev,
+                          postern_hook_result_t* out) {
+  // The result's strings must outlive this call until the host copies them.
+  thread_local HookResult last;
+  auto* inst = static_cast<Instance<P>*>(instance);
+  const auto index = static_cast<size_t>(stage);
+  if (index >= kStageCount || !inst->handlers[index]) return POSTERN_VERDICT_CONTINUE;
+  try {
+    Event event(inst->host, inst->api, ev, static_cast<Stage>(stage));
+    last = inst->handlers[index](event);
+  } catch (const std::exception& e) {
+    last = HookResult::failed(std::string("hook threw: ") + e.what());
+  } catch (...) {
+    last = HookResult::failed("hook threw an unknown exception");
+  }
+  last.to_abi(*out);
+  return static_cast<postern_verdict_t>(last.verdict());
+}
+
+template <class P>
+void on_destroy(void* instance) {
+  delete static_cast<Instance<P>*>(instance);
+}
+
+/** The plugin's static ABI table. */
+template <class P>
+const postern_plugin_v1_t* plugin_table() {
+  static const postern_plugin_v1_t table = {
+      sizeof(postern_plugin_v1_t), POSTERN_ABI_VERSION_MAJOR, POSTERN_ABI_VERSION_MINOR,
+      P::kName, P::kVersion, &on_init<P>, &on_hook<P>, &on_destroy<P>,
+  };
+  return &table;
+}
+
+}  // namespace detail
+}  // namespace postern::sdk
+
+/**
+ * Emits the plugin's entry point, postern_plugin_entry_v1, for `Class`.
+ * Use once per shared object. Define POSTERN_SDK_NO_ENTRY to compile the
+ * plugin's sources into a unit test without the entry symbol.
+ */
+#ifndef POSTERN_SDK_NO_ENTRY
+#define POSTERN_PLUGIN(Class)                                                                 \
+  extern "C" POSTERN_ABI_EXPORT const postern_plugin_v1_t* postern_plugin_entry_v1(         \
+      const postern_host_api_v1_t* /*api*/) {                                                \
+    return ::postern::sdk::detail::plugin_table<Class>();                                    \
+  }
+#else
+#define POSTERN_PLUGIN(Class)
+#endif

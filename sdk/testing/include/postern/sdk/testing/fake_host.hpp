@@ -1,0 +1,1555 @@
+#pragma once
+/**
+ * @file fake_host.hpp
+ * FakeHost: an in-process implementation of every function of
+ * postern_host_api_v1_t, for plugin unit tests. A plugin is loaded through its
+ * static ABI table (detail::plugin_table<P>() or any postern_plugin_v1_t) and
+ * called through exactly the C path posternd uses; nothing is mocked above
+ * the ABI.
+ *
+ *   sdk::testing::FakeHost host;  // manual clock, temporary state dir
+ *   auto plugin = host.load<GreylistPlugin>(R"(<plugin name="greylist" delay="5m"/>)");
+ *   ASSERT_TRUE(plugin.ok()) << plugin.error();
+ *   const auto rcpt = host.make_rcpt("192.0.2.7", "alice@example.org", "bob@example.net");
+ *   EXPECT_EQ(host.run(*plugin, rcpt).verdict(), sdk::Verdict::TempFail);
+ *   host.clock().advance(std::chrono::minutes{6});
+ *   EXPECT_EQ(host.run(*plugin, rcpt).verdict(), sdk::Verdict::Continue);
+ *
+ * Determinism. Nothing runs on a thread FakeHost owns; every callback runs on
+ * the thread of the test:
+ *   - post_work: runs the task inside post_work() (WorkMode::Immediate, the
+ *     default) or queues it until run_pending_work() (WorkMode::Manual).
+ *   - timers: fire, in (due time, start order), when clock().advance() or
+ *     clock().set() passes their due time; the clock reads the due time while
+ *     the callback runs.
+ *   - DNS: never answers inside dns_query(). A configured answer (and NXDOMAIN
+ *     for an unknown name) is due `dns().latency()` after the query (0 by
+ *     default) and is delivered by run_pending_work(), settle() or a clock
+ *     advance; a name marked with dns().set_timeout() answers TIMEOUT when the
+ *     clock reaches the query's timeout (0 = dns().default_timeout(), 5 s).
+ *   - Pending hooks: complete when the plugin calls pending_complete (from any
+ *     thread), when the last reference goes (Continue), or when the hook
+ *     timeout set with Loaded::set_timeout() passes on the manual clock.
+ *
+ * Rules enforced as posternd enforces them: subscribe only during on_init and
+ * only for declared stages (set_declared_stages()); header edits only at
+ * mail_from..data_end; recipient edits only at data_end; one event_defer per
+ * hook call; no deferral of observer events; first completion wins, later ones
+ * return POSTERN_ERR_UNAVAILABLE and are counted in late_completions().
+ *
+ * The message view is minimal (see fake_message.hpp): no RFC 2047 decoding and
+ * one MIME part. posternd uses the core MIME parser.
+ *
+ * Unloading (Loaded::unload(), ~Loaded, ~FakeHost) runs the plugin's queued
+ * work, answers its outstanding DNS queries with POSTERN_DNS_CANCELLED, drops
+ * its unfired timers (their callbacks never run), then calls on_destroy.
+ */
+
+#include <postern/sdk/sdk.hpp>
+#include <postern/sdk/testing/fake_message.hpp>
+
+#include <pugixml.hpp>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <initializer_list>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <unistd.h>
+#include <utility>
+#include <vector>
+
+namespace postern::sdk::testing {
+
+/** The manifest's `on-failure` for a hook that fails, throws or times out. */
+enum class OnFailure { Continue, TempFail };
+
+/** When post_work tasks run. */
+enum class WorkMode {
+  Immediate,  ///< inside post_work(), on the caller's thread (default)
+  Manual,     ///< queued until FakeHost::run_pending_work()
+};
+
+/** One log line written by a plugin (or by FakeHost itself, plugin "fakehost"). */
+struct LogLine {
+  LogLevel level;
+  std::string plugin;
+  std::string text;
+};
+
+/** A scored symbol added by a hook. */
+struct FakeSymbol {
+  std::string name;
+  double weight = 0;
+  std::string detail;
+};
+
+/** A header edit requested by a hook (applied by posternd when it stores the message). */
+struct HeaderEdit {
+  enum class Kind { Add, Change, Remove };
+  Kind kind = Kind::Add;
+  std::string name;
+  std::string value;
+  int32_t index = 0;     ///< change/remove: which instance; remove: -1 = all
+  bool prepend = false;  ///< add: at the top
+};
+
+/**
+ * The data of one event: stage, properties, accepted recipients, message.
+ * A plain value: edit it freely; FakeHost::run() never changes it (the
+ * plugin's edits go into the FakeResult).
+ */
+class FakeEvent {
+ public:
+  explicit FakeEvent(Stage stage = Stage::Connect) : stage_(stage) {}
+
+  Stage stage() const { return stage_; }
+  /** The same session and transaction at another stage. */
+  FakeEvent& set_stage(Stage s) {
+    stage_ = s;
+    return *this;
+  }
+  FakeEvent at(Stage s) const {
+    FakeEvent copy = *this;
+    copy.stage_ = s;
+    return copy;
+  }
+
+  /** Properties read by event_get(). An absent property reads as NOT_FOUND. */
+  std::map<postern_property_t, std::string>& properties() { return props_; }
+  const std::map<postern_property_t, std::string>& properties() const { return props_; }
+  FakeEvent& set(postern_property_t p, std::string value) {
+    props_[p] = std::move(value);
+    return *this;
+  }
+  FakeEvent& unset(postern_property_t p) {
+    props_.erase(p);
+    return *this;
+  }
+  std::optional<std::string> get(postern_property_t p) const {
+    auto it = props_.find(p);
+    if (it == props_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  /** The accepted recipients of the transaction (event_rcpt_count/at). */
+  std::vector<std::string>& recipients() { return rcpts_; }
+  const std::vector<std::string>& recipients() const { return rcpts_; }
+
+  /** The message; bare LF line ends are turned into CRLF. */
+  FakeEvent& set_message(std::string_view raw) {
+    message_ = to_crlf(raw);
+    return *this;
+  }
+  FakeEvent& clear_message() {
+    message_.reset();
+    return *this;
+  }
+  const std::optional<std::string>& message_raw() const { return message_; }
+
+  /** Score of the session and transaction before this hook (event_score adds the hook's symbols). */
+  FakeEvent& set_score(double s) {
+    score_ = s;
+    return *this;
+  }
+  double score() const { return score_; }
+
+ private:
+  Stage stage_;
+  std::map<postern_property_t, std::string> props_;
+  std::vector<std::string> rcpts_;
+  std::optional<std::string> message_;
+  double score_ = 0;
+};
+
+namespace detail {
+
+struct Core;
+struct Slot;
+
+/** The state of one hook call; shared by the FakeResult and the pending handle. */
+struct RunState : std::enable_shared_from_this<RunState> {
+  std::mutex mu;
+  std::condition_variable cv;
+  Stage stage = Stage::Connect;
+  OnFailure on_failure = OnFailure::Continue;
+  bool called = false;
+  bool deferred = false;   // event_defer() was called and on_hook returned PENDING
+  bool completed = false;
+  bool released = false;   // completed because the last reference went
+  bool timed_out = false;
+  Verdict verdict = Verdict::Continue;
+  uint16_t code = 0;
+  std::string enhanced;
+  std::string text;
+  bool disconnect = false;
+  bool failed = false;
+  double base_score = 0;
+  std::vector<FakeSymbol> symbols;
+  std::vector<HeaderEdit> header_edits;
+  std::vector<std::string> rcpt_added;
+  std::vector<std::string> rcpt_removed;
+  std::shared_ptr<void> event_ctx;  // keeps the event handle valid (but inactive) after on_hook
+};
+
+}  // namespace detail
+
+/**
+ * What a hook answered. Cheap to copy; all copies see the same state, which a
+ * pending hook fills in later (thread-safe).
+ */
+class FakeResult {
+ public:
+  FakeResult() : s_(std::make_shared<detail::RunState>()) { s_->completed = true; }
+  explicit FakeResult(std::shared_ptr<detail::RunState> s) : s_(std::move(s)) {}
+
+  /** False when the plugin is not subscribed to the stage (on_hook was not called). */
+  bool called() const { return read([](auto& s) { return s.called; }); }
+  /** The hook returned Pending and has not completed yet. */
+  bool is_pending() const { return read([](auto& s) { return s.deferred && !s.completed; }); }
+  /** The hook returned Pending (completed or not). */
+  bool was_deferred() const { return read([](auto& s) { return s.deferred; }); }
+  bool completed() const { return read([](auto& s) { return s.completed; }); }
+  /** Completed as Continue because the last pending reference went without a completion. */
+  bool released_without_completion() const { return read([](auto& s) { return s.released; }); }
+  /** The hook timeout (Loaded::set_timeout) passed before completion. */
+  bool timed_out() const { return read([](auto& s) { return s.timed_out; }); }
+
+  /** The verdict as the plugin gave it (Continue while pending, or when it failed). */
+  Verdict verdict() const { return read([](auto& s) { return s.verdict; }); }
+  /** The verdict posternd acts on: on failure or timeout, the manifest's on-failure. */
+  Verdict effective_verdict() const {
+    return read([](auto& s) {
+      if (s.failed) return s.on_failure == OnFailure::TempFail ? Verdict::TempFail : Verdict::Continue;
+      return s.verdict;
+    });
+  }
+  uint16_t code() const { return read([](auto& s) { return s.code; }); }
+  std::string enhanced() const { return read([](auto& s) { return s.enhanced; }); }
+  std::string text() const { return read([](auto& s) { return s.text; }); }
+  bool disconnects() const { return read([](auto& s) { return s.disconnect; }); }
+  /** The hook failed: it threw, set POSTERN_RESULT_ERROR, broke a rule, or timed out. */
+  bool failed() const { return read([](auto& s) { return s.failed; }); }
+
+  std::vector<FakeSymbol> symbols() const { return read([](auto& s) { return s.symbols; }); }
+  /** Weight of the first symbol of that name. */
+  std::optional<double> symbol(std::string_view name) const {
+    return read([&](auto& s) -> std::optional<double> {
+      for (const FakeSymbol& sym : s.symbols)
+        if (sym.name == name) return sym.weight;
+      return std::nullopt;
+    });
+  }
+  bool has_symbol(std::string_view name) const { return symbol(name).has_value(); }
+  /** The event's score before the hook plus the weights of the hook's symbols. */
+  double score() const {
+    return read([](auto& s) {
+      double total = s.base_score;
+      for (const FakeSymbol& sym : s.symbols) total += sym.weight;
+      return total;
+    });
+  }
+  std::vector<HeaderEdit> header_edits() const { return read([](auto& s) { return s.header_edits; }); }
+  /** Value of the first Add edit for that header name (case-insensitive). */
+  std::optional<std::string> added_header(std::string_view name) const {
+    return read([&](auto& s) -> std::optional<std::string> {
+      for (const HeaderEdit& e : s.header_edits)
+        if (e.kind == HeaderEdit::Kind::Add && iequals(e.name, name)) return e.value;
+      return std::nullopt;
+    });
+  }
+  std::vector<std::string> recipients_added() const { return read([](auto& s) { return s.rcpt_added; }); }
+  std::vector<std::string> recipients_removed() const { return read([](auto& s) { return s.rcpt_removed; }); }
+
+  /**
+   * Blocks (real time) until the hook completed; for completions from threads
+   * the plugin starts. @return completed().
+   */
+  bool wait(std::chrono::milliseconds real_timeout = std::chrono::seconds{10}) const {
+    std::unique_lock lock(s_->mu);
+    return s_->cv.wait_for(lock, real_timeout, [&] { return s_->completed; });
+  }
+
+ private:
+  template <class F>
+  auto read(F f) const -> decltype(f(std::declval<detail::RunState&>())) {
+    std::lock_guard lock(s_->mu);
+    return f(*s_);
+  }
+  std::shared_ptr<detail::RunState> s_;
+};
+
+class FakeHost;
+class Loaded;
+
+namespace detail {
+
+struct WorkItem {
+  Slot* slot;
+  postern_task_cb fn;
+  void* user;
+};
+
+struct DueEvent {
+  enum class Kind { Timer, Dns, HookTimeout };
+  Kind kind = Kind::Timer;
+  int64_t due_ms = 0;
+  Slot* slot = nullptr;
+  postern_task_cb task = nullptr;
+  postern_dns_cb dns_cb = nullptr;
+  void* user = nullptr;
+  DnsAnswer answer;
+  std::weak_ptr<RunState> run;
+};
+
+struct DnsEntry {
+  bool timeout = false;
+  DnsAnswer answer;
+};
+
+/** One loaded plugin instance; its address is the postern_host_t* handle. */
+struct Slot {
+  Core* core = nullptr;
+  const postern_plugin_v1_t* table = nullptr;
+  std::string name;
+  void* instance = nullptr;
+  bool initialising = false;
+  bool alive = false;
+  std::array<bool, kStageCount> subscribed{};
+  pugi::xml_document doc;
+  std::map<const void*, uint32_t> lines;  // element → manifest line
+  std::filesystem::path state_dir;
+  std::string state_dir_str;
+  std::chrono::milliseconds timeout{0};
+  OnFailure on_failure = OnFailure::Continue;
+};
+
+/** One hook call as the plugin sees it; its address is the postern_event_t* handle. */
+struct EventCtx {
+  Slot* slot = nullptr;
+  FakeEvent event;
+  RunState* run = nullptr;  // owns this context
+  std::optional<FakeMessage> message;
+  bool active = false;     // inside on_hook
+  bool has_pending = false;
+};
+
+/** A pending reference counter; its address is the postern_pending_t* handle. */
+struct PendingRec {
+  std::atomic<int> refs{1};
+  std::shared_ptr<RunState> run;
+  std::shared_ptr<Core> core;
+};
+
+/** State shared by FakeHost, its Loaded handles and outstanding pending handles. */
+struct Core {
+  mutable std::mutex mu;
+  std::atomic<int64_t> now_ms{1767225600000};  // 2026-01-01T00:00:00Z
+  WorkMode work_mode = WorkMode::Immediate;
+  std::deque<WorkItem> work;
+  std::map<uint64_t, DueEvent> events;  // key: sequence number = timer handle
+  uint64_t next_seq = 1;
+  std::map<std::pair<std::string, int>, DnsEntry> dns;
+  std::vector<std::pair<std::string, postern_dns_type_t>> dns_queries;
+  uint32_t dns_default_timeout_ms = 5000;
+  uint32_t dns_latency_ms = 0;
+  std::vector<LogLine> logs;
+  std::atomic<size_t> late{0};
+  std::optional<std::array<bool, kStageCount>> declared;
+  std::filesystem::path root;
+  std::list<std::unique_ptr<Slot>> slots;
+  std::vector<std::weak_ptr<RunState>> deferred;
+  uint64_t sessions = 0;
+  std::weak_ptr<Core> self;
+
+  void log(LogLevel level, std::string plugin, std::string text) {
+    std::lock_guard lock(mu);
+    logs.push_back({level, std::move(plugin), std::move(text)});
+  }
+};
+
+inline Slot* slot_of(postern_host_t* h) { return reinterpret_cast<Slot*>(h); }
+inline postern_host_t* handle_of(Slot* s) { return reinterpret_cast<postern_host_t*>(s); }
+inline EventCtx* ctx_of(postern_event_t* e) { return reinterpret_cast<EventCtx*>(e); }
+inline PendingRec* rec_of(postern_pending_t* p) { return reinterpret_cast<PendingRec*>(p); }
+inline const FakeMessage* msg_of(const postern_message_t* m) { return reinterpret_cast<const FakeMessage*>(m); }
+inline pugi::xml_node node_of(const postern_config_node_t* n) {
+  return pugi::xml_node(reinterpret_cast<pugi::xml_node_struct*>(const_cast<postern_config_node_t*>(n)));
+}
+inline const postern_config_node_t* handle_of(pugi::xml_node n) {
+  return n ? reinterpret_cast<const postern_config_node_t*>(n.internal_object()) : nullptr;
+}
+inline std::string_view sv(postern_str_t s) { return s.ptr == nullptr ? std::string_view{} : std::string_view{s.ptr, s.len}; }
+inline postern_str_t str(std::string_view s) { return postern_str_t{s.data(), s.size()}; }
+
+/** Manifest lines of config elements, found from the node alone (config_line has no host argument). */
+inline std::mutex& line_registry_mutex() {
+  static std::mutex m;
+  return m;
+}
+inline std::map<const void*, uint32_t>& line_registry() {
+  static std::map<const void*, uint32_t> r;
+  return r;
+}
+
+inline std::string lower_dns_name(std::string_view n) {
+  std::string out(n);
+  while (!out.empty() && out.back() == '.') out.pop_back();
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+inline bool valid_header_name(std::string_view name) {
+  return !name.empty() && name.size() <= 998 &&
+         std::all_of(name.begin(), name.end(), [](char c) { return c > 32 && c < 127 && c != ':'; });
+}
+
+/** A header value must not smuggle in new lines; only folding (CRLF WSP) is allowed. */
+inline bool valid_header_value(std::string_view v) {
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] == '\0') return false;
+    if (v[i] == '\r' || v[i] == '\n') {
+      if (v[i] != '\r' || i + 2 >= v.size() || v[i + 1] != '\n' || (v[i + 2] != ' ' && v[i + 2] != '\t')) return false;
+      ++i;
+    }
+  }
+  return true;
+}
+
+inline bool plausible_address(std::string_view a) {
+  const auto at = a.rfind('@');
+  return at != std::string_view::npos && at > 0 && at + 1 < a.size() && a.size() <= 254 &&
+         std::none_of(a.begin(), a.end(), [](char c) { return c <= 32 || c == 127 || c == '<' || c == '>'; });
+}
+
+/**
+ * Completes a run once. @return false (and counts a late completion when
+ * `count_late`) if it was already complete.
+ */
+template <class Fill>
+bool complete_run(Core& core, RunState& run, bool count_late, Fill fill) {
+  {
+    std::lock_guard lock(run.mu);
+    if (run.completed) {
+      if (count_late) core.late.fetch_add(1);
+      return false;
+    }
+    fill(run);
+    run.completed = true;
+  }
+  run.cv.notify_all();
+  return true;
+}
+
+inline void copy_result(RunState& run, const postern_hook_result_t& r) {
+  run.verdict = static_cast<Verdict>(r.verdict);
+  run.code = static_cast<uint16_t>(r.smtp_code);
+  run.enhanced = std::string(sv(r.enhanced));
+  run.text = std::string(sv(r.text));
+  run.disconnect = (r.flags & POSTERN_RESULT_DISCONNECT) != 0;
+  run.failed = (r.flags & POSTERN_RESULT_ERROR) != 0;
+}
+
+/** Runs one due event outside the lock. */
+inline void fire(Core& core, DueEvent& ev) {
+  switch (ev.kind) {
+    case DueEvent::Kind::Timer:
+      ev.task(ev.user);
+      break;
+    case DueEvent::Kind::Dns: {
+      std::vector<postern_dns_record_t> recs;
+      recs.reserve(ev.answer.records.size());
+      uint32_t min_ttl = ev.answer.min_ttl;
+      for (const DnsRecord& r : ev.answer.records) {
+        recs.push_back({static_cast<uint32_t>(r.type), r.ttl, str(r.data)});
+        if (min_ttl == 0 || r.ttl < min_ttl) min_ttl = r.ttl;
+      }
+      postern_dns_answer_t a{};
+      a.struct_size = sizeof a;
+      a.status = static_cast<uint32_t>(ev.answer.status);
+      a.name = str(ev.answer.name);
+      a.type = static_cast<uint32_t>(ev.answer.type);
+      a.min_ttl = min_ttl;
+      a.records = recs.empty() ? nullptr : recs.data();
+      a.record_count = recs.size();
+      ev.dns_cb(ev.user, &a);
+      break;
+    }
+    case DueEvent::Kind::HookTimeout:
+      if (auto run = ev.run.lock()) {
+        complete_run(core, *run, false, [](RunState& r) {
+          r.timed_out = true;
+          r.failed = true;
+          r.verdict = Verdict::Continue;
+          r.text = "hook timed out";
+        });
+      }
+      break;
+  }
+}
+
+/** Pops the earliest event due at or before `limit` (setting the clock to its due time). */
+inline std::optional<DueEvent> pop_due(Core& core, int64_t limit) {
+  std::lock_guard lock(core.mu);
+  auto best = core.events.end();
+  for (auto it = core.events.begin(); it != core.events.end(); ++it) {
+    if (it->second.due_ms <= limit && (best == core.events.end() || it->second.due_ms < best->second.due_ms)) best = it;
+  }
+  if (best == core.events.end()) return std::nullopt;
+  DueEvent ev = std::move(best->second);
+  core.events.erase(best);
+  if (ev.due_ms > core.now_ms.load()) core.now_ms.store(ev.due_ms);
+  return ev;
+}
+
+inline std::optional<WorkItem> pop_work(Core& core) {
+  std::lock_guard lock(core.mu);
+  if (core.work.empty()) return std::nullopt;
+  WorkItem w = core.work.front();
+  core.work.pop_front();
+  return w;
+}
+
+/** Runs queued work and everything due now until nothing is left. @return callbacks run. */
+inline size_t run_ready(Core& core) {
+  size_t n = 0;
+  for (;;) {
+    if (auto w = pop_work(core)) {
+      w->fn(w->user);
+      ++n;
+      continue;
+    }
+    if (auto ev = pop_due(core, core.now_ms.load())) {
+      fire(core, *ev);
+      ++n;
+      continue;
+    }
+    return n;
+  }
+}
+
+/** Moves the clock to `target`, firing events in time order on the way. */
+inline size_t advance_to(Core& core, int64_t target) {
+  size_t n = 0;
+  while (auto ev = pop_due(core, target)) {
+    fire(core, *ev);
+    ++n;
+  }
+  if (target > core.now_ms.load()) core.now_ms.store(target);
+  return n;
+}
+
+inline bool any_deferred_open(Core& core) {
+  std::vector<std::shared_ptr<RunState>> runs;
+  {
+    std::lock_guard lock(core.mu);
+    std::erase_if(core.deferred, [](const std::weak_ptr<RunState>& w) { return w.expired(); });
+    for (auto& w : core.deferred)
+      if (auto r = w.lock()) runs.push_back(std::move(r));
+  }
+  for (auto& r : runs) {
+    std::lock_guard lock(r->mu);
+    if (!r->completed) return true;
+  }
+  return false;
+}
+
+inline std::optional<int64_t> next_due(Core& core) {
+  std::lock_guard lock(core.mu);
+  std::optional<int64_t> best;
+  for (auto& [seq, ev] : core.events)
+    if (!best || ev.due_ms < *best) best = ev.due_ms;
+  return best;
+}
+
+/** Runs the slot's queued work, cancels its DNS queries, drops its timers, calls on_destroy. */
+inline void unload_slot(Core& core, Slot& slot) {
+  if (!slot.alive) return;
+  for (;;) {
+    std::optional<WorkItem> w;
+    std::optional<DueEvent> dns;
+    {
+      std::lock_guard lock(core.mu);
+      for (auto it = core.work.begin(); it != core.work.end(); ++it) {
+        if (it->slot == &slot) {
+          w = *it;
+          core.work.erase(it);
+          break;
+        }
+      }
+      if (!w) {
+        for (auto it = core.events.begin(); it != core.events.end();) {
+          if (it->second.slot != &slot) {
+            ++it;
+          } else if (it->second.kind == DueEvent::Kind::Dns && !dns) {
+            dns = std::move(it->second);
+            it = core.events.erase(it);
+          } else if (it->second.kind != DueEvent::Kind::Dns) {
+            it = core.events.erase(it);  // timers and hook timeouts are dropped
+          } else {
+            ++it;
+          }
+        }
+      }
+    }
+    if (w) {
+      w->fn(w->user);
+    } else if (dns) {
+      // postern_abi.h: the callback runs exactly once, CANCELLED when the host shuts down.
+      dns->answer.status = POSTERN_DNS_CANCELLED;
+      dns->answer.records.clear();
+      fire(core, *dns);
+    } else {
+      break;
+    }
+  }
+  slot.alive = false;
+  if (slot.instance != nullptr) slot.table->on_destroy(slot.instance);
+  slot.instance = nullptr;
+  std::lock_guard lock(line_registry_mutex());
+  for (auto& [node, line] : slot.lines) line_registry().erase(node);
+}
+
+/** The host API table: every function of postern_host_api_v1_t. */
+struct Api {
+  // --- registration
+  static postern_status_t subscribe(postern_host_t* h, postern_stage_t stage) {
+    Slot* s = slot_of(h);
+    if (s == nullptr || static_cast<size_t>(stage) >= kStageCount) return POSTERN_ERR_INVALID;
+    if (!s->initialising) return POSTERN_ERR_UNAVAILABLE;
+    {
+      std::lock_guard lock(s->core->mu);
+      if (s->core->declared && !(*s->core->declared)[stage]) return POSTERN_ERR_INVALID;
+    }
+    s->subscribed[stage] = true;
+    return POSTERN_OK;
+  }
+
+  // --- configuration and environment
+  static const postern_config_node_t* config_root(postern_host_t* h) {
+    return handle_of(slot_of(h)->doc.document_element());
+  }
+  static postern_str_t config_name(const postern_config_node_t* n) {
+    if (n == nullptr) return {"", 0};
+    const char* name = node_of(n).name();
+    return {name, std::strlen(name)};
+  }
+  static postern_status_t config_attr(const postern_config_node_t* n, postern_str_t name, postern_str_t* out) {
+    if (n == nullptr || out == nullptr) return POSTERN_ERR_INVALID;
+    for (pugi::xml_attribute a : node_of(n).attributes()) {
+      if (sv(name) == a.name()) {
+        *out = {a.value(), std::strlen(a.value())};
+        return POSTERN_OK;
+      }
+    }
+    return POSTERN_ERR_NOT_FOUND;
+  }
+  static postern_str_t config_text(const postern_config_node_t* n) {
+    // load() merges an element's PCDATA/CDATA into its first child, so this is stable storage.
+    if (n == nullptr) return {"", 0};
+    const char* t = node_of(n).child_value();
+    return {t, std::strlen(t)};
+  }
+  static bool name_matches(pugi::xml_node c, postern_str_t name) {
+    return c.type() == pugi::node_element && (sv(name).empty() || sv(name) == c.name());
+  }
+  static const postern_config_node_t* config_child(const postern_config_node_t* n, postern_str_t name) {
+    if (n == nullptr) return nullptr;
+    for (pugi::xml_node c = node_of(n).first_child(); c; c = c.next_sibling())
+      if (name_matches(c, name)) return handle_of(c);
+    return nullptr;
+  }
+  static const postern_config_node_t* config_next(const postern_config_node_t* n, postern_str_t name) {
+    if (n == nullptr) return nullptr;
+    for (pugi::xml_node c = node_of(n).next_sibling(); c; c = c.next_sibling())
+      if (name_matches(c, name)) return handle_of(c);
+    return nullptr;
+  }
+  static uint32_t config_line(const postern_config_node_t* n) {
+    std::lock_guard lock(line_registry_mutex());
+    auto it = line_registry().find(n);
+    return it == line_registry().end() ? 0 : it->second;
+  }
+  static postern_str_t state_dir(postern_host_t* h) { return str(slot_of(h)->state_dir_str); }
+  static int64_t now_ms(postern_host_t* h) { return slot_of(h)->core->now_ms.load(); }
+  static void log(postern_host_t* h, postern_log_level_t level, postern_str_t message) {
+    Slot* s = slot_of(h);
+    s->core->log(static_cast<LogLevel>(level), s->name, std::string(sv(message)));
+  }
+
+  // --- asynchronous services
+  static postern_status_t post_work(postern_host_t* h, postern_task_cb fn, void* user) {
+    Slot* s = slot_of(h);
+    if (s == nullptr || fn == nullptr) return POSTERN_ERR_INVALID;
+    {
+      std::lock_guard lock(s->core->mu);
+      if (s->core->work_mode == WorkMode::Manual) {
+        s->core->work.push_back({s, fn, user});
+        return POSTERN_OK;
+      }
+    }
+    fn(user);
+    return POSTERN_OK;
+  }
+  static postern_timer_t* timer_start(postern_host_t* h, uint64_t delay_ms, postern_task_cb fn, void* user) {
+    Slot* s = slot_of(h);
+    if (s == nullptr || fn == nullptr) return nullptr;
+    std::lock_guard lock(s->core->mu);
+    const uint64_t seq = s->core->next_seq++;
+    DueEvent ev;
+    ev.kind = DueEvent::Kind::Timer;
+    ev.due_ms = s->core->now_ms.load() + static_cast<int64_t>(delay_ms);
+    ev.slot = s;
+    ev.task = fn;
+    ev.user = user;
+    s->core->events.emplace(seq, std::move(ev));
+    // The handle is the sequence number, so cancelling a stale handle is harmless.
+    return reinterpret_cast<postern_timer_t*>(static_cast<uintptr_t>(seq));
+  }
+  static void timer_cancel(postern_host_t* h, postern_timer_t* t) {
+    Slot* s = slot_of(h);
+    if (s == nullptr || t == nullptr) return;
+    std::lock_guard lock(s->core->mu);
+    auto it = s->core->events.find(static_cast<uint64_t>(reinterpret_cast<uintptr_t>(t)));
+    if (it != s->core->events.end() && it->second.kind == DueEvent::Kind::Timer && it->second.slot == s)
+      s->core->events.erase(it);
+  }
+  static postern_status_t dns_query(postern_host_t* h, postern_str_t name, postern_dns_type_t type, uint32_t timeout_ms,
+                                    postern_dns_cb cb, void* user) {
+    Slot* s = slot_of(h);
+    if (s == nullptr || cb == nullptr || sv(name).empty()) return POSTERN_ERR_INVALID;
+    Core& core = *s->core;
+    std::lock_guard lock(core.mu);
+    const std::string key = lower_dns_name(sv(name));
+    core.dns_queries.emplace_back(key, type);
+    DueEvent ev;
+    ev.kind = DueEvent::Kind::Dns;
+    ev.slot = s;
+    ev.dns_cb = cb;
+    ev.user = user;
+    auto it = core.dns.find({key, static_cast<int>(type)});
+    const int64_t now = core.now_ms.load();
+    if (it != core.dns.end() && it->second.timeout) {
+      ev.answer.status = POSTERN_DNS_TIMEOUT;
+      ev.due_ms = now + (timeout_ms != 0 ? timeout_ms : core.dns_default_timeout_ms);
+    } else {
+      if (it != core.dns.end()) {
+        ev.answer = it->second.answer;
+      } else {
+        ev.answer.status = POSTERN_DNS_NXDOMAIN;
+      }
+      ev.due_ms = now + core.dns_latency_ms;
+    }
+    ev.answer.name = std::string(sv(name));
+    ev.answer.type = type;
+    core.events.emplace(core.next_seq++, std::move(ev));
+    return POSTERN_OK;
+  }
+
+  // --- the event
+  static EventCtx* live(postern_event_t* e) {
+    EventCtx* c = ctx_of(e);
+    if (c == nullptr) return nullptr;
+    if (!c->active) {
+      c->slot->core->log(LogLevel::Error, "fakehost", c->slot->name + ": event used after on_hook returned");
+      return nullptr;
+    }
+    return c;
+  }
+  static postern_status_t event_get(postern_event_t* e, postern_property_t prop, postern_str_t* out) {
+    EventCtx* c = live(e);
+    if (c == nullptr || out == nullptr) return POSTERN_ERR_INVALID;
+    if (static_cast<size_t>(prop) >= POSTERN_PROP_COUNT_V1_0) return POSTERN_ERR_INVALID;
+    auto it = c->event.properties().find(prop);
+    if (it == c->event.properties().end()) return POSTERN_ERR_NOT_FOUND;
+    // As in posternd: an empty value is "unset", except the null reverse-path.
+    if (it->second.empty() && prop != POSTERN_PROP_MAIL_FROM) return POSTERN_ERR_NOT_FOUND;
+    *out = str(it->second);
+    return POSTERN_OK;
+  }
+  static size_t event_rcpt_count(postern_event_t* e) {
+    EventCtx* c = live(e);
+    return c == nullptr ? 0 : c->event.recipients().size();
+  }
+  static postern_status_t event_rcpt_at(postern_event_t* e, size_t i, postern_str_t* out) {
+    EventCtx* c = live(e);
+    if (c == nullptr || out == nullptr || i >= c->event.recipients().size()) return POSTERN_ERR_NOT_FOUND;
+    *out = str(c->event.recipients()[i]);
+    return POSTERN_OK;
+  }
+  static const postern_message_t* event_message(postern_event_t* e) {
+    EventCtx* c = live(e);
+    if (c == nullptr || !c->message) return nullptr;
+    return reinterpret_cast<const postern_message_t*>(&*c->message);
+  }
+  static postern_status_t event_add_symbol(postern_event_t* e, postern_str_t name, double weight, postern_str_t detail) {
+    EventCtx* c = live(e);
+    if (c == nullptr || sv(name).empty()) return POSTERN_ERR_INVALID;
+    std::lock_guard lock(c->run->mu);
+    c->run->symbols.push_back({std::string(sv(name)), weight, std::string(sv(detail))});
+    return POSTERN_OK;
+  }
+  static double event_score(postern_event_t* e) {
+    EventCtx* c = live(e);
+    if (c == nullptr) return 0;
+    std::lock_guard lock(c->run->mu);
+    double total = c->run->base_score;
+    for (const FakeSymbol& s : c->run->symbols) total += s.weight;
+    return total;
+  }
+  static EventCtx* editable(postern_event_t* e) {
+    EventCtx* c = live(e);
+    if (c == nullptr) return nullptr;
+    // As in posternd: edits apply when the message is stored, so only stages before that.
+    switch (c->event.stage()) {
+      case Stage::MailFrom:
+      case Stage::RcptTo:
+      case Stage::DataStart:
+      case Stage::Headers:
+      case Stage::DataEnd:
+        return c;
+      default:
+        return nullptr;
+    }
+  }
+  static postern_status_t header_edit(postern_event_t* e, HeaderEdit edit, bool check_value) {
+    EventCtx* c = editable(e);
+    if (c == nullptr) return POSTERN_ERR_UNAVAILABLE;
+    if (!valid_header_name(edit.name) || (check_value && !valid_header_value(edit.value))) return POSTERN_ERR_INVALID;
+    std::lock_guard lock(c->run->mu);
+    c->run->header_edits.push_back(std::move(edit));
+    return POSTERN_OK;
+  }
+  static postern_status_t event_header_add(postern_event_t* e, postern_str_t name, postern_str_t value, int32_t prepend) {
+    return header_edit(e, {HeaderEdit::Kind::Add, std::string(sv(name)), std::string(sv(value)), 0, prepend != 0}, true);
+  }
+  static postern_status_t event_header_change(postern_event_t* e, postern_str_t name, int32_t index,
+                                              postern_str_t value) {
+    if (index < 0) return editable(e) == nullptr ? POSTERN_ERR_UNAVAILABLE : POSTERN_ERR_INVALID;
+    return header_edit(e, {HeaderEdit::Kind::Change, std::string(sv(name)), std::string(sv(value)), index, false}, true);
+  }
+  static postern_status_t event_header_remove(postern_event_t* e, postern_str_t name, int32_t index) {
+    return header_edit(e, {HeaderEdit::Kind::Remove, std::string(sv(name)), {}, index, false}, false);
+  }
+  static postern_status_t event_rcpt_add(postern_event_t* e, postern_str_t address) {
+    EventCtx* c = live(e);
+    if (c == nullptr || c->event.stage() != Stage::DataEnd) return POSTERN_ERR_UNAVAILABLE;
+    if (!plausible_address(sv(address))) return POSTERN_ERR_INVALID;
+    std::lock_guard lock(c->run->mu);
+    c->run->rcpt_added.emplace_back(sv(address));
+    return POSTERN_OK;
+  }
+  static postern_status_t event_rcpt_remove(postern_event_t* e, postern_str_t address) {
+    EventCtx* c = live(e);
+    if (c == nullptr || c->event.stage() != Stage::DataEnd) return POSTERN_ERR_UNAVAILABLE;
+    const auto& rcpts = c->event.recipients();
+    if (std::none_of(rcpts.begin(), rcpts.end(), [&](const std::string& r) { return iequals(r, sv(address)); }))
+      return POSTERN_ERR_NOT_FOUND;
+    std::lock_guard lock(c->run->mu);
+    c->run->rcpt_removed.emplace_back(sv(address));
+    return POSTERN_OK;
+  }
+  static postern_pending_t* event_defer(postern_event_t* e) {
+    EventCtx* c = live(e);
+    if (c == nullptr || c->has_pending) return nullptr;  // one deferral per hook call
+    if (static_cast<uint32_t>(c->event.stage()) >= static_cast<uint32_t>(Stage::Delivered)) return nullptr;
+    c->has_pending = true;
+    auto* rec = new PendingRec();
+    rec->run = c->run->shared_from_this();
+    rec->core = c->slot->core->self.lock();
+    return reinterpret_cast<postern_pending_t*>(rec);
+  }
+
+  // --- pending results
+  static postern_pending_t* pending_retain(postern_pending_t* p) {
+    if (p != nullptr) rec_of(p)->refs.fetch_add(1);
+    return p;
+  }
+  static void pending_release(postern_pending_t* p) {
+    if (p == nullptr) return;
+    PendingRec* rec = rec_of(p);
+    if (rec->refs.fetch_sub(1) != 1) return;
+    complete_run(*rec->core, *rec->run, false, [](RunState& r) {
+      r.released = true;
+      r.verdict = Verdict::Continue;
+    });
+    delete rec;
+  }
+  static postern_status_t pending_add_symbol(postern_pending_t* p, postern_str_t name, double weight,
+                                             postern_str_t detail) {
+    if (p == nullptr || sv(name).empty()) return POSTERN_ERR_INVALID;
+    RunState& run = *rec_of(p)->run;
+    std::lock_guard lock(run.mu);
+    if (run.completed) return POSTERN_ERR_UNAVAILABLE;
+    run.symbols.push_back({std::string(sv(name)), weight, std::string(sv(detail))});
+    return POSTERN_OK;
+  }
+  static postern_status_t pending_complete(postern_pending_t* p, const postern_hook_result_t* result) {
+    if (p == nullptr || result == nullptr) return POSTERN_ERR_INVALID;
+    if (result->struct_size < sizeof(postern_hook_result_t) || result->verdict == POSTERN_VERDICT_PENDING ||
+        result->verdict > POSTERN_VERDICT_PENDING)
+      return POSTERN_ERR_INVALID;
+    PendingRec* rec = rec_of(p);
+    return complete_run(*rec->core, *rec->run, true, [&](RunState& r) { copy_result(r, *result); })
+               ? POSTERN_OK
+               : POSTERN_ERR_UNAVAILABLE;
+  }
+
+  // --- the message
+  static postern_bytes_t message_raw(const postern_message_t* m) {
+    const std::string& raw = msg_of(m)->raw();
+    return {reinterpret_cast<const uint8_t*>(raw.data()), raw.size()};
+  }
+  static size_t message_header_count(const postern_message_t* m) { return msg_of(m)->headers().size(); }
+  static postern_status_t message_header_at(const postern_message_t* m, size_t i, postern_str_t* name,
+                                            postern_str_t* value) {
+    const auto& hs = msg_of(m)->headers();
+    if (i >= hs.size()) return POSTERN_ERR_NOT_FOUND;
+    if (name != nullptr) *name = str(hs[i].name);
+    if (value != nullptr) *value = str(hs[i].value);
+    return POSTERN_OK;
+  }
+  static postern_status_t message_header_find(const postern_message_t* m, postern_str_t name, size_t nth,
+                                              postern_str_t* value) {
+    if (m == nullptr || value == nullptr) return POSTERN_ERR_INVALID;
+    const FakeMessage::Header* h = msg_of(m)->find(sv(name), nth);
+    if (h == nullptr) return POSTERN_ERR_NOT_FOUND;
+    *value = str(h->value);
+    return POSTERN_OK;
+  }
+  static size_t message_part_count(const postern_message_t*) { return 1; }
+  static postern_status_t message_part_at(const postern_message_t* m, size_t i, postern_mime_part_t* out) {
+    if (m == nullptr || out == nullptr || out->struct_size < sizeof(postern_mime_part_t)) return POSTERN_ERR_INVALID;
+    if (i != 0) return POSTERN_ERR_NOT_FOUND;
+    const FakeMessage& msg = *msg_of(m);
+    out->parent = -1;
+    out->depth = 0;
+    out->content_type = str(msg.content_type());
+    out->charset = str(msg.charset());
+    out->filename = str(msg.filename());
+    out->disposition = str(msg.disposition());
+    out->transfer_encoding = str(msg.transfer_encoding());
+    out->section = str({});
+    out->raw_offset = 0;
+    out->raw_length = msg.raw().size();
+    return POSTERN_OK;
+  }
+  static postern_status_t message_part_body(const postern_message_t* m, size_t i, postern_bytes_t* out) {
+    if (m == nullptr || out == nullptr) return POSTERN_ERR_INVALID;
+    if (i != 0) return POSTERN_ERR_NOT_FOUND;
+    const std::string& b = msg_of(m)->decoded_body();
+    *out = {reinterpret_cast<const uint8_t*>(b.data()), b.size()};
+    return POSTERN_OK;
+  }
+
+  static const postern_host_api_v1_t* table() {
+    static const postern_host_api_v1_t t = {
+        sizeof(postern_host_api_v1_t),
+        POSTERN_ABI_VERSION_MAJOR,
+        POSTERN_ABI_VERSION_MINOR,
+        &subscribe,
+        &config_root,
+        &config_name,
+        &config_attr,
+        &config_text,
+        &config_child,
+        &config_next,
+        &config_line,
+        &state_dir,
+        &now_ms,
+        &log,
+        &post_work,
+        &timer_start,
+        &timer_cancel,
+        &dns_query,
+        &event_get,
+        &event_rcpt_count,
+        &event_rcpt_at,
+        &event_message,
+        &event_add_symbol,
+        &event_score,
+        &event_header_add,
+        &event_header_change,
+        &event_header_remove,
+        &event_rcpt_add,
+        &event_rcpt_remove,
+        &event_defer,
+        &pending_retain,
+        &pending_release,
+        &pending_add_symbol,
+        &pending_complete,
+        &message_raw,
+        &message_header_count,
+        &message_header_at,
+        &message_header_find,
+        &message_part_count,
+        &message_part_at,
+        &message_part_body,
+    };
+    return &t;
+  }
+};
+
+}  // namespace detail
+
+/** The manual clock. Advancing it fires the timers and DNS answers that become due. */
+class ManualClock {
+ public:
+  using time_point = std::chrono::system_clock::time_point;
+  explicit ManualClock(detail::Core& core) : core_(core) {}
+
+  time_point now() const { return time_point(std::chrono::milliseconds(core_.now_ms.load())); }
+  int64_t now_ms() const { return core_.now_ms.load(); }
+
+  /** Moves forward by `d`, firing due events in time order. @return callbacks run. */
+  template <class Rep, class Period>
+  size_t advance(std::chrono::duration<Rep, Period> d) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+    return detail::advance_to(core_, core_.now_ms.load() + static_cast<int64_t>(ms));
+  }
+  /** Sets the time; moving forward fires due events, moving back fires nothing. */
+  size_t set(time_point t) {
+    const int64_t target = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+    if (target <= core_.now_ms.load()) {
+      core_.now_ms.store(target);
+      return 0;
+    }
+    return detail::advance_to(core_, target);
+  }
+
+ private:
+  detail::Core& core_;
+};
+
+/** Canned DNS answers. Names are matched case-insensitively, without a trailing dot. */
+class FakeDns {
+ public:
+  explicit FakeDns(detail::Core& core) : core_(core) {}
+
+  /** Answers queries for (name, type) with `answer` (its name and type are set from the query). */
+  FakeDns& set(std::string_view name, postern_dns_type_t type, DnsAnswer answer) {
+    std::lock_guard lock(core_.mu);
+    core_.dns[{detail::lower_dns_name(name), static_cast<int>(type)}] = detail::DnsEntry{false, std::move(answer)};
+    return *this;
+  }
+  /** Answers OK with one record per `data` string (NODATA when empty). */
+  FakeDns& set_records(std::string_view name, postern_dns_type_t type, std::vector<std::string> data,
+                       uint32_t ttl = 300) {
+    DnsAnswer a;
+    a.status = data.empty() ? POSTERN_DNS_NODATA : POSTERN_DNS_OK;
+    a.min_ttl = ttl;
+    for (auto& d : data) a.records.push_back(DnsRecord{type, ttl, std::move(d)});
+    return set(name, type, std::move(a));
+  }
+  /** Queries for (name, type) time out: TIMEOUT once the query's timeout passes on the manual clock. */
+  FakeDns& set_timeout(std::string_view name, postern_dns_type_t type) {
+    std::lock_guard lock(core_.mu);
+    core_.dns[{detail::lower_dns_name(name), static_cast<int>(type)}] = detail::DnsEntry{true, {}};
+    return *this;
+  }
+  FakeDns& clear() {
+    std::lock_guard lock(core_.mu);
+    core_.dns.clear();
+    return *this;
+  }
+  /** Timeout used when a query passes 0 (5 s). */
+  FakeDns& set_default_timeout(std::chrono::milliseconds t) {
+    std::lock_guard lock(core_.mu);
+    core_.dns_default_timeout_ms = static_cast<uint32_t>(t.count());
+    return *this;
+  }
+  /** Delay of a non-timeout answer on the manual clock (0: delivered by the next run_pending_work()). */
+  FakeDns& set_latency(std::chrono::milliseconds t) {
+    std::lock_guard lock(core_.mu);
+    core_.dns_latency_ms = static_cast<uint32_t>(t.count());
+    return *this;
+  }
+  /** Every query made so far, as (lower-case name, type). */
+  std::vector<std::pair<std::string, postern_dns_type_t>> queries() const {
+    std::lock_guard lock(core_.mu);
+    return core_.dns_queries;
+  }
+
+ private:
+  detail::Core& core_;
+};
+
+/**
+ * A plugin instance loaded into a FakeHost (or the reason it did not load).
+ * Move-only; unloads (on_destroy) when destroyed. `*loaded` and `loaded->`
+ * give the handle itself, so `host.run(*plugin, ev)` reads like the STYLE.md
+ * snippet.
+ */
+class Loaded {
+ public:
+  Loaded() = default;
+  Loaded(Loaded&& o) noexcept
+      : core_(std::move(o.core_)), slot_(std::exchange(o.slot_, nullptr)), error_(std::move(o.error_)) {}
+  Loaded& operator=(Loaded&& o) noexcept {
+    if (this != &o) {
+      unload();
+      core_ = std::move(o.core_);
+      slot_ = std::exchange(o.slot_, nullptr);
+      error_ = std::move(o.error_);
+    }
+    return *this;
+  }
+  Loaded(const Loaded&) = delete;
+  Loaded& operator=(const Loaded&) = delete;
+  ~Loaded() { unload(); }
+
+  /** on_init succeeded and the instance has not been unloaded. */
+  bool ok() const { return slot_ != nullptr && slot_->alive; }
+  explicit operator bool() const { return ok(); }
+  /** Why loading failed (the plugin's one-line reason), empty on success. */
+  const std::string& error() const { return error_; }
+
+  Loaded& operator*() { return *this; }
+  Loaded* operator->() { return this; }
+
+  std::string_view name() const { return slot_ != nullptr ? std::string_view(slot_->name) : std::string_view{}; }
+  std::filesystem::path state_dir() const { return slot_ != nullptr ? slot_->state_dir : std::filesystem::path{}; }
+  bool subscribed(Stage s) const { return ok() && slot_->subscribed[static_cast<size_t>(s)]; }
+
+  /**
+   * The hook timeout and on-failure of the manifest (`timeout="5s" on-failure="tempfail"`).
+   * Default: no timeout (a pending hook waits for its completion), on-failure continue.
+   */
+  Loaded& set_timeout(std::chrono::milliseconds timeout, OnFailure on_failure = OnFailure::Continue) {
+    if (slot_ != nullptr) {
+      slot_->timeout = timeout;
+      slot_->on_failure = on_failure;
+    }
+    return *this;
+  }
+  Loaded& set_on_failure(OnFailure on_failure) {
+    if (slot_ != nullptr) slot_->on_failure = on_failure;
+    return *this;
+  }
+
+  /**
+   * The plugin object of an SDK plugin loaded with FakeHost::load<P>().
+   * Terminates when P is not the class it was loaded as.
+   */
+  template <class P>
+  P& plugin() {
+    if (!ok() || slot_->table != ::postern::sdk::detail::plugin_table<P>()) std::terminate();
+    return static_cast<::postern::sdk::detail::Instance<P>*>(slot_->instance)->plugin;
+  }
+
+  /** Calls on_destroy now (after running its queued work; see fake_host.hpp). */
+  void unload() {
+    if (slot_ != nullptr && core_) detail::unload_slot(*core_, *slot_);
+    slot_ = nullptr;
+  }
+
+ private:
+  friend class FakeHost;
+  std::shared_ptr<detail::Core> core_;
+  detail::Slot* slot_ = nullptr;
+  std::string error_;
+};
+
+/** See the file comment. Not copyable; one per test is the usual use. */
+class FakeHost {
+ public:
+  FakeHost() : core_(std::make_shared<detail::Core>()), clock_(*core_), dns_(*core_) {
+    core_->self = core_;
+    std::random_device rd;
+    const auto base = std::filesystem::temp_directory_path();
+    for (int attempt = 0;; ++attempt) {
+      auto dir = base / ("postern-fakehost-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+      std::error_code ec;
+      if (std::filesystem::create_directory(dir, ec)) {
+        core_->root = dir;
+        break;
+      }
+      if (attempt > 100) throw std::filesystem::filesystem_error("FakeHost: cannot create a state dir", dir, ec);
+    }
+  }
+  ~FakeHost() {
+    std::vector<detail::Slot*> live;
+    {
+      std::lock_guard lock(core_->mu);
+      for (auto& s : core_->slots)
+        if (s->alive) live.push_back(s.get());
+    }
+    for (detail::Slot* s : live) detail::unload_slot(*core_, *s);
+    std::error_code ec;
+    std::filesystem::remove_all(core_->root, ec);
+  }
+  FakeHost(const FakeHost&) = delete;
+  FakeHost& operator=(const FakeHost&) = delete;
+
+  ManualClock& clock() { return clock_; }
+  FakeDns& dns() { return dns_; }
+  /** The temporary directory; each plugin's state dir is `<root>/<name>`. Removed by ~FakeHost. */
+  const std::filesystem::path& root_dir() const { return core_->root; }
+  /** The host API table FakeHost passes to plugins. */
+  static const postern_host_api_v1_t* api() { return detail::Api::table(); }
+
+  void set_work_mode(WorkMode m) {
+    std::lock_guard lock(core_->mu);
+    core_->work_mode = m;
+  }
+
+  /** Restricts subscribe() to these stages, as a descriptor's <hooks> does, for later loads. */
+  void set_declared_stages(std::initializer_list<Stage> stages) { set_declared_stages(std::vector<Stage>(stages)); }
+  void set_declared_stages(const std::vector<Stage>& stages) {
+    std::array<bool, kStageCount> d{};
+    for (Stage s : stages) d[static_cast<size_t>(s)] = true;
+    std::lock_guard lock(core_->mu);
+    core_->declared = d;
+  }
+  /** Back to the default: any stage may be subscribed. */
+  void allow_all_stages() {
+    std::lock_guard lock(core_->mu);
+    core_->declared.reset();
+  }
+  /**
+   * Declares the stages a plugin descriptor (`<name>.plugin.xml`) lists.
+   * @return empty on success, else why the descriptor was unusable.
+   */
+  std::string declare_from_descriptor(const std::filesystem::path& descriptor) {
+    pugi::xml_document doc;
+    if (auto r = doc.load_file(descriptor.c_str()); !r) return descriptor.string() + ": " + r.description();
+    pugi::xml_node root = doc.child("plugin-descriptor");
+    if (!root) return descriptor.string() + ": no <plugin-descriptor>";
+    std::vector<Stage> stages;
+    for (pugi::xml_node h : root.child("hooks").children("hook")) {
+      auto s = stage_from_name(h.attribute("stage").value());
+      if (!s) return descriptor.string() + ": unknown stage '" + h.attribute("stage").value() + "'";
+      stages.push_back(*s);
+    }
+    set_declared_stages(stages);
+    return {};
+  }
+
+  /** Stage names as descriptors spell them. */
+  static std::optional<Stage> stage_from_name(std::string_view n) {
+    static constexpr std::array<std::string_view, kStageCount> kNames = {
+        "connect",    "helo",     "auth",       "mail_from", "rcpt_to",   "data_start", "headers", "data_end",
+        "queued",     "delivery", "disconnect", "delivered", "deferred",  "bounced",    "stored"};
+    for (size_t i = 0; i < kNames.size(); ++i)
+      if (kNames[i] == n) return static_cast<Stage>(i);
+    return std::nullopt;
+  }
+
+  /**
+   * Loads an SDK plugin class through its static table and calls on_init with
+   * the root element of `config_xml` as config_root.
+   * @param name the descriptor's name; loading fails when P::kName differs, as in posternd.
+   */
+  template <class P>
+  Loaded load(std::string_view config_xml, std::string name = P::kName) {
+    return load_table(::postern::sdk::detail::plugin_table<P>(), config_xml, std::move(name));
+  }
+
+  /** Loads a raw C plugin table (what postern_plugin_entry_v1 returned). Empty name = the table's. */
+  Loaded load_table(const postern_plugin_v1_t* table, std::string_view config_xml, std::string name = {}) {
+    Loaded out;
+    out.core_ = core_;
+    if (table == nullptr) {
+      out.error_ = "the entry point returned no plugin table";
+      return out;
+    }
+    if (table->struct_size < sizeof(postern_plugin_v1_t) || table->on_init == nullptr || table->on_hook == nullptr ||
+        table->on_destroy == nullptr) {
+      out.error_ = "the plugin table is too small or incomplete";
+      return out;
+    }
+    if (table->abi_major != POSTERN_ABI_VERSION_MAJOR) {
+      out.error_ = "ABI major " + std::to_string(table->abi_major) + " differs from the host's " +
+                   std::to_string(POSTERN_ABI_VERSION_MAJOR);
+      return out;
+    }
+    const std::string table_name = table->name != nullptr ? table->name : "";
+    if (name.empty()) name = table_name;
+    if (table_name != name) {
+      out.error_ = "the plugin calls itself '" + table_name + "' but the descriptor says '" + name + "'";
+      return out;
+    }
+
+    auto slot = std::make_unique<detail::Slot>();
+    detail::Slot* s = slot.get();
+    s->core = core_.get();
+    s->table = table;
+    s->name = name;
+    {
+      std::lock_guard lock(core_->mu);
+      core_->slots.push_back(std::move(slot));
+    }
+    out.slot_ = s;
+
+    const std::string xml(config_xml);
+    pugi::xml_parse_result parsed = s->doc.load_buffer(xml.data(), xml.size(), pugi::parse_default);
+    if (!parsed) {
+      out.error_ = "config XML: " + std::string(parsed.description()) + " at offset " + std::to_string(parsed.offset);
+      return out;
+    }
+    index_config(*s, xml);
+
+    s->state_dir = core_->root / name;
+    std::error_code ec;
+    std::filesystem::create_directories(s->state_dir, ec);
+    s->state_dir_str = s->state_dir.string();
+
+    char err[512] = {0};
+    void* instance = nullptr;
+    s->initialising = true;
+    const postern_status_t st = table->on_init(detail::handle_of(s), api(), &instance, err, sizeof err);
+    s->initialising = false;
+    if (st != POSTERN_OK) {
+      out.error_ = err[0] != '\0' ? std::string(err) : "on_init failed with status " + std::to_string(st);
+      return out;
+    }
+    s->instance = instance;
+    s->alive = true;
+    return out;
+  }
+
+  // --- events -------------------------------------------------------------
+
+  /** A connect event from `ip` (session id, ports, listener "smtp", server name "mx.fake.test"). */
+  FakeEvent make_connect(std::string_view ip) {
+    FakeEvent ev(Stage::Connect);
+    uint64_t n;
+    {
+      std::lock_guard lock(core_->mu);
+      n = ++core_->sessions;
+    }
+    ev.set(POSTERN_PROP_SESSION_ID, "fake-session-" + std::to_string(n))
+        .set(POSTERN_PROP_PEER_IP, std::string(ip))
+        .set(POSTERN_PROP_PEER_PORT, "49152")
+        .set(POSTERN_PROP_LOCAL_IP, ip.find(':') != std::string_view::npos ? "::1" : "127.0.0.1")
+        .set(POSTERN_PROP_LOCAL_PORT, "25")
+        .set(POSTERN_PROP_LISTENER, "smtp")
+        .set(POSTERN_PROP_SERVER_NAME, "mx.fake.test");
+    return ev;
+  }
+  FakeEvent make_helo(std::string_view ip, std::string_view helo) {
+    FakeEvent ev = make_connect(ip);
+    ev.set_stage(Stage::Helo).set(POSTERN_PROP_HELO, std::string(helo)).set(POSTERN_PROP_COMMAND, "EHLO " + std::string(helo));
+    return ev;
+  }
+  /** MAIL FROM; `from` without <> (empty = the null reverse-path). HELO is "client.fake.test". */
+  FakeEvent make_mail(std::string_view ip, std::string_view from) {
+    FakeEvent ev = make_helo(ip, "client.fake.test");
+    ev.set_stage(Stage::MailFrom)
+        .set(POSTERN_PROP_QUEUE_ID, "FAKEQ" + ev.get(POSTERN_PROP_SESSION_ID)->substr(13))
+        .set(POSTERN_PROP_MAIL_FROM, std::string(from))
+        .set(POSTERN_PROP_COMMAND, "MAIL FROM:<" + std::string(from) + ">");
+    return ev;
+  }
+  /** RCPT TO `rcpt` (POSTERN_PROP_RCPT); no recipient accepted yet. */
+  FakeEvent make_rcpt(std::string_view ip, std::string_view from, std::string_view rcpt) {
+    FakeEvent ev = make_mail(ip, from);
+    ev.set_stage(Stage::RcptTo)
+        .set(POSTERN_PROP_RCPT, std::string(rcpt))
+        .set(POSTERN_PROP_COMMAND, "RCPT TO:<" + std::string(rcpt) + ">");
+    return ev;
+  }
+  /** data_end with accepted `rcpts` and the message (LF is turned into CRLF). */
+  FakeEvent make_data(std::string_view ip, std::string_view from, std::vector<std::string> rcpts,
+                      std::string_view raw_message) {
+    FakeEvent ev = make_mail(ip, from);
+    ev.set_stage(Stage::DataEnd).set(POSTERN_PROP_COMMAND, "DATA");
+    ev.recipients() = std::move(rcpts);
+    ev.set_message(raw_message);
+    return ev;
+  }
+
+  // --- running hooks --------------------------------------------------------
+
+  /**
+   * Calls the plugin's on_hook for event.stage() if it subscribed (else the
+   * result has called() false and verdict Continue).
+   */
+  FakeResult run(Loaded& plugin, const FakeEvent& event) {
+    auto state = std::make_shared<detail::RunState>();
+    state->stage = event.stage();
+    state->base_score = event.score();
+    if (!plugin.ok()) {
+      state->failed = true;
+      state->completed = true;
+      state->text = plugin.error().empty() ? "plugin not loaded" : plugin.error();
+      return FakeResult(state);
+    }
+    detail::Slot& s = *plugin.slot_;
+    state->on_failure = s.on_failure;
+    if (!s.subscribed[static_cast<size_t>(event.stage())]) {
+      state->completed = true;
+      return FakeResult(state);
+    }
+    state->called = true;
+
+    auto ctx = std::make_shared<detail::EventCtx>();
+    ctx->slot = &s;
+    ctx->event = event;
+    ctx->run = state.get();
+    state->event_ctx = ctx;
+    if (event.message_raw()) ctx->message.emplace(*event.message_raw());
+    ctx->active = true;
+
+    postern_hook_result_t result{};
+    result.struct_size = sizeof result;
+    const postern_verdict_t v = s.table->on_hook(s.instance, static_cast<postern_stage_t>(event.stage()),
+                                                 reinterpret_cast<postern_event_t*>(ctx.get()), &result);
+    ctx->active = false;
+
+    if (v == POSTERN_VERDICT_PENDING) {
+      if (!ctx->has_pending) {
+        detail::complete_run(*core_, *state, false, [](detail::RunState& r) {
+          r.failed = true;
+          r.text = "on_hook returned PENDING without event_defer()";
+        });
+      } else {
+        {
+          std::lock_guard lock(state->mu);
+          state->deferred = true;
+        }
+        std::lock_guard lock(core_->mu);
+        core_->deferred.push_back(state);
+        if (s.timeout.count() > 0) {
+          detail::DueEvent ev;
+          ev.kind = detail::DueEvent::Kind::HookTimeout;
+          ev.due_ms = core_->now_ms.load() + s.timeout.count();
+          ev.slot = &s;
+          ev.run = state;
+          core_->events.emplace(core_->next_seq++, std::move(ev));
+        }
+      }
+    } else {
+      const bool valid = static_cast<uint32_t>(v) < POSTERN_VERDICT_PENDING;
+      if (!detail::complete_run(*core_, *state, false, [&](detail::RunState& r) {
+            detail::copy_result(r, result);
+            r.verdict = valid ? static_cast<Verdict>(v) : Verdict::Continue;
+            if (!valid) {
+              r.failed = true;
+              r.text = "on_hook returned an unknown verdict " + std::to_string(static_cast<int>(v));
+            }
+          })) {
+        // It deferred, completed from inside the hook and then answered directly: the answer counts twice.
+        core_->late.fetch_add(1);
+      }
+      check_reply(s, *state);
+    }
+    // The RunState keeps the (now inactive) context: a plugin touching the event later gets an error, not a crash.
+    return FakeResult(state);
+  }
+
+  /** Runs queued work and every DNS answer / timer due at the current time. @return callbacks run. */
+  size_t run_pending_work() { return detail::run_ready(*core_); }
+
+  /**
+   * Runs ready work; then, while a deferred hook is still open, advances the
+   * clock to the next scheduled event (timer, DNS answer or timeout, hook
+   * timeout) and runs it. Stops when no deferred hook is open or nothing is
+   * scheduled. Note: this moves the clock. @return callbacks run.
+   */
+  size_t settle() {
+    size_t n = run_pending_work();
+    while (detail::any_deferred_open(*core_)) {
+      auto due = detail::next_due(*core_);
+      if (!due) break;
+      n += detail::advance_to(*core_, *due);
+      n += run_pending_work();
+    }
+    return n;
+  }
+
+  /** Queued post_work tasks (WorkMode::Manual). */
+  size_t queued_work() const {
+    std::lock_guard lock(core_->mu);
+    return core_->work.size();
+  }
+  /** Scheduled timers, DNS answers and hook timeouts. */
+  size_t scheduled() const {
+    std::lock_guard lock(core_->mu);
+    return core_->events.size();
+  }
+
+  std::vector<LogLine> logs() const {
+    std::lock_guard lock(core_->mu);
+    return core_->logs;
+  }
+  /** A log line contains `needle`. */
+  bool logged(std::string_view needle) const {
+    std::lock_guard lock(core_->mu);
+    return std::any_of(core_->logs.begin(), core_->logs.end(),
+                       [&](const LogLine& l) { return l.text.find(needle) != std::string::npos; });
+  }
+  void clear_logs() {
+    std::lock_guard lock(core_->mu);
+    core_->logs.clear();
+  }
+  /** pending_complete calls after the first completion (or after a timeout); posternd counts these too. */
+  size_t late_completions() const { return core_->late.load(); }
+
+ private:
+  /** Flags a reply code that does not match its verdict (posternd would replace it). */
+  void check_reply(detail::Slot& s, detail::RunState& r) {
+    std::lock_guard lock(r.mu);
+    if (r.code == 0) return;
+    const int cls = r.code / 100;
+    const bool ok = (r.verdict == Verdict::Reject && cls == 5) || (r.verdict == Verdict::TempFail && cls == 4) ||
+                    ((r.verdict == Verdict::Accept || r.verdict == Verdict::Discard || r.verdict == Verdict::Quarantine ||
+                      r.verdict == Verdict::Continue) &&
+                     cls == 2);
+    if (!ok) core_->log(LogLevel::Warn, "fakehost", s.name + ": reply code " + std::to_string(r.code) + " does not match the verdict");
+  }
+
+  /** Records manifest lines and merges each element's text so config_text can return stable storage. */
+  static void index_config(detail::Slot& s, const std::string& xml) {
+    std::vector<size_t> line_starts{0};
+    for (size_t i = 0; i < xml.size(); ++i)
+      if (xml[i] == '\n') line_starts.push_back(i + 1);
+    std::lock_guard lock(detail::line_registry_mutex());
+    std::function<void(pugi::xml_node)> walk = [&](pugi::xml_node n) {
+      const ptrdiff_t off = n.offset_debug();
+      uint32_t line = 0;
+      if (off >= 0) {
+        line = static_cast<uint32_t>(std::upper_bound(line_starts.begin(), line_starts.end(), static_cast<size_t>(off)) -
+                                     line_starts.begin());
+      }
+      s.lines[n.internal_object()] = line;
+      detail::line_registry()[n.internal_object()] = line;
+      std::string text;
+      std::vector<pugi::xml_node> texts;
+      for (pugi::xml_node c : n.children()) {
+        if (c.type() == pugi::node_pcdata || c.type() == pugi::node_cdata) {
+          text += c.value();
+          texts.push_back(c);
+        }
+      }
+      if (texts.size() > 1 || (texts.size() == 1 && texts[0] != n.first_child())) {
+        for (pugi::xml_node t : texts) n.remove_child(t);
+        n.prepend_child(pugi::node_pcdata).set_value(text.c_str());
+      }
+      for (pugi::xml_node c : n.children())
+        if (c.type() == pugi::node_element) walk(c);
+    };
+    if (pugi::xml_node root = s.doc.document_element()) walk(root);
+  }
+
+  std::shared_ptr<detail::Core> core_;
+  ManualClock clock_;
+  FakeDns dns_;
+};
+
+}  // namespace postern::sdk::testing

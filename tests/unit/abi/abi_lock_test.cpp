@@ -1,0 +1,80 @@
+// Guards the ABI: the header may only change together with a version bump
+// (sdk/abi-lock.txt records the SHA-256 of postern_abi.h per version), and
+// v1.0's layout may never change (minor versions only append).
+#include <postern/abi/v1/postern_abi.h>
+
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+
+#include <cstddef>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string sha256_hex(const std::string& data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  std::string hex;
+  static const char* kDigits = "0123456789abcdef";
+  for (unsigned int i = 0; i < len; ++i) {
+    hex += kDigits[md[i] >> 4];
+    hex += kDigits[md[i] & 15];
+  }
+  return hex;
+}
+
+TEST(AbiLockTest, HeaderChangesOnlyWithAVersionBump) {
+  const std::string header = slurp(std::string(POSTERN_SOURCE_DIR) + "/sdk/include/postern/abi/v1/postern_abi.h");
+  ASSERT_FALSE(header.empty());
+  const std::string version =
+      std::to_string(POSTERN_ABI_VERSION_MAJOR) + "." + std::to_string(POSTERN_ABI_VERSION_MINOR);
+  const std::string hash = sha256_hex(header);
+  std::istringstream lock(slurp(std::string(POSTERN_SOURCE_DIR) + "/sdk/abi-lock.txt"));
+  std::string line;
+  bool found = false;
+  while (std::getline(lock, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream fields(line);
+    std::string v, h;
+    fields >> v >> h;
+    if (v == version) {
+      found = true;
+      EXPECT_EQ(h, hash) << "postern_abi.h changed but POSTERN_ABI_VERSION is still " << version
+                         << ". Append-only changes: bump the minor version; anything else: a new major "
+                            "(abi/v2). Then add '"
+                         << "<version> " << hash << "' to sdk/abi-lock.txt (docs/abi-policy.md).";
+    }
+  }
+  EXPECT_TRUE(found) << "sdk/abi-lock.txt has no entry for ABI " << version << "; add: " << version << " " << hash;
+}
+
+// The v1.0 layout, frozen. A minor version may append members after these.
+TEST(AbiLockTest, Version10LayoutIsFrozen) {
+  EXPECT_EQ(sizeof(postern_str_t), 16u);
+  EXPECT_EQ(offsetof(postern_hook_result_t, verdict), 8u);
+  EXPECT_EQ(offsetof(postern_hook_result_t, text), 32u);
+  EXPECT_EQ(offsetof(postern_plugin_v1_t, name), 16u);
+  EXPECT_EQ(offsetof(postern_plugin_v1_t, on_init), 32u);
+  EXPECT_EQ(offsetof(postern_plugin_v1_t, on_destroy), 48u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, subscribe), 16u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, dns_query), 16u + 14 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, event_defer), 16u + 26 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, message_part_body), 16u + 37 * 8u);
+  EXPECT_EQ(offsetof(postern_mime_part_t, raw_length), 120u);
+  EXPECT_EQ(offsetof(postern_dns_answer_t, record_count), 40u);
+  EXPECT_EQ(POSTERN_STAGE_COUNT_V1_0, 15);
+  EXPECT_EQ(POSTERN_PROP_COUNT_V1_0, 15);
+  EXPECT_EQ(POSTERN_VERDICT_PENDING, 6);
+}
+
+}  // namespace

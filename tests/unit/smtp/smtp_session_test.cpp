@@ -1,0 +1,701 @@
+// Session tests: a real SmtpServer on 127.0.0.1 (port 0) with an empty chain,
+// driven over a blocking socket (and TLS) from the test thread.
+#include "core/event/chain.hpp"
+#include "core/plugin/loader.hpp"
+#include "core/queue/spool.hpp"
+#include "core/smtp/auth.hpp"
+#include "core/smtp/server.hpp"
+#include "core/smtp/smtp_config.hpp"
+#include "core/tls/tls_context.hpp"
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <functional>
+#include <random>
+#include <thread>
+
+namespace postern::core::smtp {
+namespace {
+
+namespace fs = std::filesystem;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using namespace std::chrono_literals;
+
+const std::string kPassword = "correct horse";
+
+class Client {
+ public:
+  explicit Client(uint16_t port) : sock_(io_) {
+    sock_.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+    timeval tv{10, 0};
+    ::setsockopt(sock_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+
+  void send(std::string_view data) {
+    if (tls_) net::write(*tls_, net::buffer(data));
+    else net::write(sock_, net::buffer(data));
+  }
+
+  /** One complete (possibly multi-line) reply; "" on EOF. */
+  std::string reply() {
+    std::string all;
+    for (;;) {
+      std::string line = read_line();
+      if (line.empty()) return all;
+      all += line;
+      if (line.size() < 4 || line[3] == ' ') return all;
+    }
+  }
+  /** The three-digit code of the next reply, 0 on EOF. */
+  int code() {
+    last_ = reply();
+    return last_.size() >= 3 ? std::stoi(last_.substr(0, 3)) : 0;
+  }
+  int cmd(std::string_view line) {
+    send(std::string(line) + "\r\n");
+    return code();
+  }
+  const std::string& last() const { return last_; }
+
+  void start_tls(const std::string& sni = "") {
+    ctx_.set_verify_mode(net::ssl::verify_none);
+    tls_.emplace(sock_, ctx_);
+    if (!sni.empty()) SSL_set_tlsext_host_name(tls_->native_handle(), sni.c_str());
+    tls_->handshake(net::ssl::stream_base::client);
+  }
+  SSL* ssl() { return tls_ ? tls_->native_handle() : nullptr; }
+
+  bool closed() {
+    char c;
+    boost::system::error_code ec;
+    if (tls_) tls_->read_some(net::buffer(&c, 1), ec);
+    else sock_.read_some(net::buffer(&c, 1), ec);
+    return ec.failed();
+  }
+
+ private:
+  std::string read_line() {
+    for (;;) {
+      size_t lf = buf_.find('\n');
+      if (lf != std::string::npos) {
+        std::string line = buf_.substr(0, lf + 1);
+        buf_.erase(0, lf + 1);
+        return line;
+      }
+      char tmp[4096];
+      boost::system::error_code ec;
+      size_t n = tls_ ? tls_->read_some(net::buffer(tmp), ec) : sock_.read_some(net::buffer(tmp), ec);
+      if (ec) return {};
+      buf_.append(tmp, n);
+    }
+  }
+
+  net::io_context io_;
+  tcp::socket sock_;
+  net::ssl::context ctx_{net::ssl::context::tls_client};
+  std::optional<net::ssl::stream<tcp::socket&>> tls_;
+  std::string buf_;
+  std::string last_;
+};
+
+class SmtpSessionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("postern-smtp-test-" + std::to_string(std::random_device{}()));
+    fs::create_directories(dir_);
+    cfg_.local_domains = {"example.test"};
+    cfg_.tarpit_delay = 0ms;
+    cfg_.auth_failure_delay = 10ms;
+    cfg_.min_free_disk = 0;
+    cfg_.auth = std::make_shared<StaticAuthBackend>(std::vector<StaticAccount>{
+        {"alice@example.test", hash_password(kPassword, 1000), {"alias@example.test"}}});
+    listener_.name = "test";
+    listener_.protocol = "smtp";
+    listener_.address = "127.0.0.1";
+    listener_.port = 0;
+    listener_.tls = config::TlsMode::StartTls;
+  }
+
+  void start() {
+    spool_ = std::make_unique<queue::Spool>(dir_ / "queue", 1);
+    config::Certificate c;
+    c.cert_file = dir_ / "cert.pem";
+    c.key_file = dir_ / "key.pem";
+    c.generate_if_missing = true;
+    c.names = {"mail.example.test"};
+    config::Certificate c2;
+    c2.cert_file = dir_ / "cert2.pem";
+    c2.key_file = dir_ / "key2.pem";
+    c2.generate_if_missing = true;
+    c2.names = {"other.example.test"};
+    tls_ = std::make_shared<tls::TlsContext>(std::vector<config::Certificate>{c, c2});
+    auto chain = std::make_shared<event::Chain>();
+    server_ = std::make_unique<SmtpServer>(io_, listener_, std::make_shared<const SmtpConfig>(cfg_),
+                                           [chain] { return chain; }, *spool_, tls_, "mx.example.test");
+    server_->start();
+    work_.emplace(net::make_work_guard(io_));
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  void TearDown() override {
+    if (server_) server_->stop();
+    work_.reset();
+    if (thread_.joinable()) {
+      // Let sessions finish, then stop the context.
+      for (int i = 0; i < 100 && server_->active_sessions() > 0; ++i) std::this_thread::sleep_for(10ms);
+      io_.stop();
+      thread_.join();
+    }
+    server_.reset();
+    spool_.reset();
+    fs::remove_all(dir_);
+  }
+
+  std::unique_ptr<Client> connect() {
+    auto c = std::make_unique<Client>(server_->port());
+    EXPECT_EQ(c->code(), 220);
+    return c;
+  }
+
+  std::vector<queue::SpoolFile> spooled(const char* sub = "incoming") {
+    std::vector<queue::SpoolFile> out;
+    for (const auto& e : fs::directory_iterator(dir_ / "queue" / sub))
+      if (auto f = queue::Spool::load(e.path())) out.push_back(std::move(*f));
+    return out;
+  }
+
+  fs::path dir_;
+  SmtpConfig cfg_;
+  config::Listener listener_;
+  net::io_context io_;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
+  std::thread thread_;
+  std::unique_ptr<queue::Spool> spool_;
+  std::shared_ptr<tls::TlsContext> tls_;
+  std::unique_ptr<SmtpServer> server_;
+};
+
+TEST_F(SmtpSessionTest, AcceptsAMessageAndSpoolsItWithReceived) {
+  start();
+  auto c = connect();
+  EXPECT_EQ(c->cmd("EHLO client.example.org"), 250);
+  for (const char* ext : {"PIPELINING", "SIZE 26214400", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING",
+                          "DSN", "STARTTLS"}) {
+    EXPECT_NE(c->last().find(ext), std::string::npos) << ext;
+  }
+  EXPECT_EQ(c->last().find("AUTH"), std::string::npos) << "no AUTH before TLS";
+  EXPECT_EQ(c->cmd("MAIL FROM:<sender@example.org> BODY=8BITMIME RET=HDRS ENVID=abc+2B1"), 250);
+  EXPECT_EQ(c->cmd("RCPT TO:<user@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;user@example.test"), 250);
+  EXPECT_EQ(c->cmd("DATA"), 354);
+  EXPECT_EQ(c->cmd("Subject: hi\r\n\r\n..dot\r\nline\r\n."), 250);
+  EXPECT_NE(c->last().find("2.0.0 Ok: queued as "), std::string::npos);
+  EXPECT_EQ(c->cmd("QUIT"), 221);
+  auto files = spooled();
+  ASSERT_EQ(files.size(), 1u);
+  const auto& f = files[0];
+  EXPECT_EQ(f.envelope.mail_from, "sender@example.org");
+  ASSERT_EQ(f.envelope.recipients.size(), 1u);
+  EXPECT_EQ(f.envelope.recipients[0].address, "user@example.test");
+  EXPECT_EQ(f.envelope.recipients[0].notify, "SUCCESS,FAILURE");
+  EXPECT_EQ(f.envelope.recipients[0].orcpt, "rfc822;user@example.test");
+  EXPECT_EQ(f.envelope.ret, "HDRS");
+  EXPECT_EQ(f.envelope.envid, "abc+2B1");
+  EXPECT_EQ(f.envelope.body, queue::BodyType::EightBitMime);
+  EXPECT_EQ(f.envelope.helo, "client.example.org");
+  EXPECT_EQ(f.message.rfind("Received: from client.example.org ([127.0.0.1])\r\n\tby mx.example.test (Postern) with ESMTP id ", 0), 0u)
+      << f.message;
+  EXPECT_NE(f.message.find("for <user@example.test>; "), std::string::npos);
+  EXPECT_NE(f.message.find("\r\nSubject: hi\r\n\r\n.dot\r\nline\r\n"), std::string::npos) << "dot-unstuffed";
+  EXPECT_EQ(f.message.substr(f.message.size() - 6), "line\r\n");
+}
+
+TEST_F(SmtpSessionTest, EnforcesCommandSequence) {
+  start();
+  auto c = connect();
+  const struct {
+    const char* cmd;
+    int code;
+  } steps[] = {
+      {"MAIL FROM:<a@example.org>", 503}, {"HELO", 501},         {"HELO client", 250},
+      {"RCPT TO:<u@example.test>", 503},  {"DATA", 503},         {"MAIL FROM:<a@example.org>", 250},
+      {"MAIL FROM:<a@example.org>", 503}, {"DATA", 503},         {"RSET", 250},
+      {"RCPT TO:<u@example.test>", 503},  {"NOOP", 250},         {"VRFY postmaster", 252},
+      {"EXPN staff", 502},                {"HELP", 214},         {"FOO", 500},
+      {"BDAT x", 501},
+  };
+  for (const auto& s : steps) {
+    SCOPED_TRACE(s.cmd);
+    EXPECT_EQ(c->cmd(s.cmd), s.code) << c->last();
+  }
+}
+
+TEST_F(SmtpSessionTest, EveryReplyCarriesAnEnhancedStatusCode) {
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  for (const char* cmd : {"MAIL FROM:<bad", "MAIL FROM:<a@example.org>", "RCPT TO:<u@example.test>",
+                          "RCPT TO:<u@elsewhere.example>", "NOOP", "RSET", "VRFY x", "XYZZY"}) {
+    SCOPED_TRACE(cmd);
+    c->cmd(cmd);
+    std::string l = c->last();
+    ASSERT_GE(l.size(), 10u);
+    EXPECT_TRUE(l[4] >= '2' && l[4] <= '5' && l[5] == '.') << l;
+  }
+}
+
+TEST_F(SmtpSessionTest, RelayControlTable) {
+  cfg_.relay_domains = {"gateway.example"};
+  start();
+  const struct {
+    const char* rcpt;
+    int code;
+  } cases[] = {
+      {"<user@example.test>", 250},
+      {"<USER@EXAMPLE.TEST>", 250},
+      {"<user@gateway.example>", 250},
+      {"<postmaster>", 250},
+      {"<user@elsewhere.example>", 554},
+      {"<user%elsewhere.example@example.test>", 554},
+      {"<elsewhere.example!user@example.test>", 554},
+      {"<@example.test:user@elsewhere.example>", 554},
+      {"<\"user@elsewhere.example\"@example.test>", 554},
+      {"<user@elsewhere.example@example.test>", 554},
+      {"<user@example.test.>", 554},
+      {"<user@[127.0.0.1]>", 554},
+      {"<user@sub.example.test>", 554},
+      {"user@example.test", 501},
+      {"<user>", 501},
+  };
+  auto c = connect();
+  c->cmd("EHLO x");
+  for (const auto& k : cases) {
+    SCOPED_TRACE(k.rcpt);
+    EXPECT_EQ(c->cmd("RSET"), 250);
+    EXPECT_EQ(c->cmd("MAIL FROM:<a@example.org>"), 250);
+    EXPECT_EQ(c->cmd(std::string("RCPT TO:") + k.rcpt), k.code) << c->last();
+    if (k.code == 554) {
+      EXPECT_NE(c->last().find("5.7.1"), std::string::npos);
+    }
+  }
+}
+
+TEST_F(SmtpSessionTest, TrustedNetworksMayRelay) {
+  cfg_.trusted_networks = {*config::NetRange::parse("127.0.0.0/8")};
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  c->cmd("MAIL FROM:<a@example.org>");
+  EXPECT_EQ(c->cmd("RCPT TO:<user@elsewhere.example>"), 250);
+  EXPECT_EQ(c->cmd("RCPT TO:<user@elsewhere.example@example.test>"), 501);
+}
+
+TEST_F(SmtpSessionTest, DsnAndMailParameterTable) {
+  start();
+  const struct {
+    const char* mail;
+    const char* rcpt;
+    int mail_code;
+    int rcpt_code;
+  } cases[] = {
+      {"MAIL FROM:<a@example.org> RET=FULL", "RCPT TO:<u@example.test> NOTIFY=NEVER", 250, 250},
+      {"MAIL FROM:<a@example.org> RET=BOTH", nullptr, 501, 0},
+      {"MAIL FROM:<a@example.org> RET=FULL RET=HDRS", nullptr, 501, 0},
+      {"MAIL FROM:<a@example.org> ENVID=a=b", nullptr, 501, 0},
+      {"MAIL FROM:<a@example.org> ENVID=+zz", nullptr, 501, 0},
+      {"MAIL FROM:<a@example.org> SIZE=abc", nullptr, 501, 0},
+      {"MAIL FROM:<a@example.org> SIZE=999999999999", nullptr, 552, 0},
+      {"MAIL FROM:<a@example.org> BODY=BINARYMIME", nullptr, 501, 0},
+      {"MAIL FROM:<a@example.org> FOO=BAR", nullptr, 555, 0},
+      {"MAIL FROM:<a@example.org> SMTPUTF8=yes", nullptr, 501, 0},
+      {"MAIL FROM:<jörg@example.org>", nullptr, 553, 0},
+      {"MAIL FROM:<jörg@example.org> SMTPUTF8", "RCPT TO:<ü@example.test>", 250, 250},
+      {"MAIL FROM:<a@example.org>", "RCPT TO:<ü@example.test>", 250, 553},
+      {"MAIL FROM:<a@example.org>", "RCPT TO:<u@example.test> NOTIFY=NEVER,SUCCESS", 250, 501},
+      {"MAIL FROM:<a@example.org>", "RCPT TO:<u@example.test> NOTIFY=SUCCESS,SUCCESS", 250, 501},
+      {"MAIL FROM:<a@example.org>", "RCPT TO:<u@example.test> NOTIFY=delay,failure", 250, 250},
+      {"MAIL FROM:<a@example.org>", "RCPT TO:<u@example.test> ORCPT=rfc822", 250, 501},
+      {"MAIL FROM:<a@example.org>", "RCPT TO:<u@example.test> ORCPT=rfc822;a+2", 250, 501},
+      {"MAIL FROM:<a@example.org>", "RCPT TO:<u@example.test> BAR=1", 250, 555},
+      {"MAIL FROM:<> RET=HDRS", "RCPT TO:<u@example.test>", 250, 250},
+  };
+  auto c = connect();
+  c->cmd("EHLO x");
+  for (const auto& k : cases) {
+    SCOPED_TRACE(k.mail);
+    EXPECT_EQ(c->cmd("RSET"), 250);
+    EXPECT_EQ(c->cmd(k.mail), k.mail_code) << c->last();
+    if (k.rcpt) {
+      EXPECT_EQ(c->cmd(k.rcpt), k.rcpt_code) << k.rcpt << ": " << c->last();
+    }
+  }
+}
+
+TEST_F(SmtpSessionTest, PipelinedCommandsGetRepliesInOrder) {
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  c->send("MAIL FROM:<a@example.org>\r\nRCPT TO:<u@example.test>\r\nRCPT TO:<u@nowhere.example>\r\n"
+          "RCPT TO:<v@example.test>\r\nDATA\r\n");
+  EXPECT_EQ(c->code(), 250);
+  EXPECT_EQ(c->code(), 250);
+  EXPECT_EQ(c->code(), 554);
+  EXPECT_EQ(c->code(), 250);
+  EXPECT_EQ(c->code(), 354);
+  c->send("Subject: p\r\n\r\nx\r\n.\r\nNOOP\r\nQUIT\r\n");
+  EXPECT_EQ(c->code(), 250);
+  EXPECT_EQ(c->code(), 250);
+  EXPECT_EQ(c->code(), 221);
+  ASSERT_EQ(spooled().size(), 1u);
+  EXPECT_EQ(spooled()[0].envelope.recipients.size(), 2u);
+}
+
+TEST_F(SmtpSessionTest, AllRecipientsRejectedMeansNoValidRecipients) {
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  c->send("MAIL FROM:<a@example.org>\r\nRCPT TO:<u@nowhere.example>\r\nDATA\r\n");
+  EXPECT_EQ(c->code(), 250);
+  EXPECT_EQ(c->code(), 554);
+  EXPECT_EQ(c->code(), 554);
+  EXPECT_NE(c->last().find("no valid recipients"), std::string::npos);
+}
+
+TEST_F(SmtpSessionTest, OverlongCommandLineGets500AndSessionContinues) {
+  start();
+  auto c = connect();
+  EXPECT_EQ(c->cmd("EHLO " + std::string(600, 'a')), 500);
+  EXPECT_NE(c->last().find("5.5.2"), std::string::npos);
+  EXPECT_EQ(c->cmd("NOOP"), 250);
+  EXPECT_EQ(c->cmd("NOOP " + std::string(505, 'a')), 250) << "510 octets + CRLF fits 512";
+  EXPECT_EQ(c->cmd("NOOP " + std::string(506, 'a')), 500) << "511 octets + CRLF does not";
+}
+
+TEST_F(SmtpSessionTest, FloodWithoutNewlineIsCutOff) {
+  start();
+  auto c = connect();
+  std::string junk(256 * 1024, 'x');
+  boost::system::error_code ec;
+  try {
+    c->send(junk);
+  } catch (const std::exception&) {
+  }
+  EXPECT_EQ(c->code(), 421);
+  EXPECT_TRUE(c->closed());
+}
+
+TEST_F(SmtpSessionTest, SizeLimitAfterDataReadsTheRestAndContinues) {
+  cfg_.max_message_size = 100;
+  start();
+  auto c = connect();
+  EXPECT_EQ(c->cmd("EHLO x"), 250);
+  EXPECT_NE(c->last().find("SIZE 100"), std::string::npos);
+  EXPECT_EQ(c->cmd("MAIL FROM:<a@example.org> SIZE=101"), 552);
+  EXPECT_NE(c->last().find("5.3.4"), std::string::npos);
+  EXPECT_EQ(c->cmd("MAIL FROM:<a@example.org>"), 250);
+  EXPECT_EQ(c->cmd("RCPT TO:<u@example.test>"), 250);
+  EXPECT_EQ(c->cmd("DATA"), 354);
+  std::string body;
+  for (int i = 0; i < 100; ++i) body += "0123456789012345678901234567890123456789\r\n";
+  c->send(body);
+  EXPECT_EQ(c->cmd("."), 552);
+  EXPECT_NE(c->last().find("5.3.4"), std::string::npos);
+  EXPECT_EQ(c->cmd("NOOP"), 250);
+  EXPECT_TRUE(spooled().empty());
+}
+
+TEST_F(SmtpSessionTest, SmugglingAttemptsAreRejected) {
+  start();
+  const struct {
+    const char* name;
+    std::string data;
+  } cases[] = {
+      {"LF.LF", "Subject: a\r\n\r\nx\n.\nMAIL FROM:<evil@example.org>\nRCPT TO:<u@example.test>\nDATA\nSubject: smuggled\n\n.\r\nx\r\n.\r\n"},
+      {"LF.CRLF", "Subject: a\r\n\r\nx\n.\r\nMAIL FROM:<evil@example.org>\r\n.\r\n"},
+      {"CR.CR", "Subject: a\r\n\r\nx\r.\rMAIL FROM:<evil@example.org>\r\n.\r\n"},
+      {"NUL", std::string("Subject: a\r\n\r\nx\0y\r\n.\r\n", 21)},
+  };
+  for (const auto& k : cases) {
+    SCOPED_TRACE(k.name);
+    auto c = connect();
+    c->cmd("EHLO x");
+    c->cmd("MAIL FROM:<a@example.org>");
+    c->cmd("RCPT TO:<u@example.test>");
+    EXPECT_EQ(c->cmd("DATA"), 354);
+    c->send(k.data);
+    EXPECT_EQ(c->code(), 554) << c->last();
+    EXPECT_EQ(c->cmd("NOOP"), 250) << "exactly one reply: nothing was read as a command";
+  }
+  EXPECT_TRUE(spooled().empty());
+}
+
+TEST_F(SmtpSessionTest, NormalizeModeAcceptsBareLf) {
+  cfg_.bare_line_ending = BareLineEnding::Normalize;
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  c->cmd("MAIL FROM:<a@example.org>");
+  c->cmd("RCPT TO:<u@example.test>");
+  c->cmd("DATA");
+  c->send("Subject: a\n\nx\n.\nstill data\r\n.\r\n");
+  EXPECT_EQ(c->code(), 250);
+  auto f = spooled();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_NE(f[0].message.find("Subject: a\r\n\r\nx\r\n.\r\nstill data\r\n"), std::string::npos);
+}
+
+TEST_F(SmtpSessionTest, ChunkingWithBdatZeroLast) {
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  c->cmd("MAIL FROM:<a@example.org>");
+  c->cmd("RCPT TO:<u@example.test>");
+  const std::string part1 = "Subject: chunked\r\n\r\n";
+  const std::string part2 = ".not stuffed\r\nBDAT 5\r\n";
+  c->send("BDAT " + std::to_string(part1.size()) + "\r\n" + part1);
+  EXPECT_EQ(c->code(), 250);
+  c->send("BDAT " + std::to_string(part2.size()) + "\r\n" + part2 + "BDAT 0 LAST\r\n");
+  EXPECT_EQ(c->code(), 250);
+  EXPECT_EQ(c->code(), 250);
+  EXPECT_NE(c->last().find("queued as"), std::string::npos);
+  EXPECT_EQ(c->cmd("DATA"), 503);
+  auto f = spooled();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_NE(f[0].message.find(part1 + part2), std::string::npos);
+}
+
+TEST_F(SmtpSessionTest, BdatWithoutRecipientsDiscardsTheChunk) {
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  c->cmd("MAIL FROM:<a@example.org>");
+  c->send("BDAT 6 LAST\r\nNOOP\r\n");
+  EXPECT_EQ(c->code(), 503);
+  EXPECT_EQ(c->cmd("NOOP"), 250) << "the chunk octets were not read as a command";
+}
+
+TEST_F(SmtpSessionTest, HopCountLimit) {
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  c->cmd("MAIL FROM:<a@example.org>");
+  c->cmd("RCPT TO:<u@example.test>");
+  c->cmd("DATA");
+  std::string m;
+  for (int i = 0; i < 101; ++i) m += "Received: from hop" + std::to_string(i) + "\r\n";
+  m += "\r\nloop\r\n";
+  c->send(m);
+  EXPECT_EQ(c->cmd("."), 554);
+  EXPECT_NE(c->last().find("5.4.0"), std::string::npos);
+}
+
+TEST_F(SmtpSessionTest, RecipientAndMessageLimits) {
+  cfg_.max_recipients = 2;
+  cfg_.max_messages_per_session = 1;
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  c->cmd("MAIL FROM:<a@example.org>");
+  EXPECT_EQ(c->cmd("RCPT TO:<u1@example.test>"), 250);
+  EXPECT_EQ(c->cmd("RCPT TO:<u2@example.test>"), 250);
+  EXPECT_EQ(c->cmd("RCPT TO:<u3@example.test>"), 452);
+  EXPECT_NE(c->last().find("4.5.3"), std::string::npos);
+  c->cmd("DATA");
+  EXPECT_EQ(c->cmd("Subject: x\r\n\r\n."), 250);
+  EXPECT_EQ(c->cmd("MAIL FROM:<a@example.org>"), 421);
+  EXPECT_TRUE(c->closed());
+}
+
+TEST_F(SmtpSessionTest, TarpitDelaysRecipientsAfterN) {
+  cfg_.tarpit_after = 2;
+  cfg_.tarpit_delay = 200ms;
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  c->cmd("MAIL FROM:<a@example.org>");
+  auto t0 = std::chrono::steady_clock::now();
+  c->cmd("RCPT TO:<u1@example.test>");
+  c->cmd("RCPT TO:<u2@example.test>");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 150ms);
+  c->cmd("RCPT TO:<u3@example.test>");
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 200ms);
+}
+
+TEST_F(SmtpSessionTest, StartTlsDiscardsPipelinedCommandsAndResetsState) {
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  // CVE-2011-0411: the injected MAIL must never be answered.
+  c->send("STARTTLS\r\nMAIL FROM:<injected@example.org>\r\n");
+  EXPECT_EQ(c->code(), 220);
+  c->start_tls();
+  EXPECT_EQ(c->cmd("MAIL FROM:<a@example.org>"), 503) << "EHLO is required again after TLS";
+  EXPECT_EQ(c->cmd("EHLO x"), 250);
+  EXPECT_EQ(c->last().find("STARTTLS"), std::string::npos);
+  EXPECT_NE(c->last().find("AUTH PLAIN LOGIN"), std::string::npos);
+  EXPECT_EQ(c->cmd("STARTTLS"), 554);
+  EXPECT_EQ(c->cmd("MAIL FROM:<a@example.org>"), 250);
+  EXPECT_EQ(c->cmd("RCPT TO:<u@example.test>"), 250);
+  EXPECT_EQ(c->cmd("DATA"), 354);
+  EXPECT_EQ(c->cmd("Subject: tls\r\n\r\n."), 250);
+  auto f = spooled();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_NE(f[0].message.find("(using TLSv1.3 with cipher "), std::string::npos) << f[0].message;
+  EXPECT_NE(f[0].message.find(" with ESMTPS id "), std::string::npos);
+}
+
+TEST_F(SmtpSessionTest, SniSelectsTheCertificate) {
+  start();
+  for (std::string name : {"mail.example.test", "other.example.test"}) {
+    auto c = connect();
+    c->cmd("EHLO x");
+    EXPECT_EQ(c->cmd("STARTTLS"), 220);
+    c->start_tls(name);
+    X509* peer = SSL_get1_peer_certificate(c->ssl());
+    ASSERT_TRUE(peer);
+    EXPECT_EQ(X509_check_host(peer, name.c_str(), 0, 0, nullptr), 1) << name;
+    X509_free(peer);
+  }
+}
+
+TEST_F(SmtpSessionTest, AuthRequiresTlsAndRejectsBadCredentials) {
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  EXPECT_EQ(c->cmd("AUTH PLAIN " + base64_encode(std::string("\0alice@example.test\0", 20) + kPassword)), 538);
+  c->cmd("STARTTLS");
+  c->start_tls();
+  c->cmd("EHLO x");
+  EXPECT_EQ(c->cmd("AUTH PLAIN " + base64_encode(std::string("\0alice@example.test\0wrong", 25))), 535);
+  EXPECT_NE(c->last().find("5.7.8"), std::string::npos);
+  EXPECT_EQ(c->cmd("AUTH CRAM-MD5"), 504);
+  EXPECT_EQ(c->cmd("AUTH PLAIN"), 334);
+  EXPECT_EQ(c->cmd("*"), 501);
+  EXPECT_EQ(c->cmd("AUTH LOGIN"), 334);
+  EXPECT_EQ(c->cmd(base64_encode("alice@example.test")), 334);
+  EXPECT_EQ(c->cmd(base64_encode(kPassword)), 235);
+  EXPECT_EQ(c->cmd("AUTH LOGIN"), 503);
+  // Authenticated users may relay, but only as themselves.
+  EXPECT_EQ(c->cmd("MAIL FROM:<bob@example.test>"), 553);
+  EXPECT_NE(c->last().find("5.7.1 <bob@example.test>: Sender address rejected: not owned by auth user"), std::string::npos);
+  EXPECT_EQ(c->cmd("MAIL FROM:<alias@example.test>"), 250);
+  EXPECT_EQ(c->cmd("RCPT TO:<someone@elsewhere.example>"), 250);
+  EXPECT_EQ(c->cmd("DATA"), 354);
+  EXPECT_EQ(c->cmd("Subject: auth\r\n\r\n."), 250);
+  auto f = spooled();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].envelope.auth_user, "alice@example.test");
+  EXPECT_NE(f[0].message.find(" with ESMTPSA id "), std::string::npos);
+}
+
+TEST_F(SmtpSessionTest, SubmissionNeedsAuthBeforeMail) {
+  listener_.protocol = "submission";
+  listener_.require_auth = true;
+  listener_.cleartext_auth = true;
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  EXPECT_NE(c->last().find("AUTH PLAIN LOGIN"), std::string::npos) << "cleartext AUTH allowed on this listener";
+  EXPECT_EQ(c->cmd("MAIL FROM:<alice@example.test>"), 530);
+  EXPECT_NE(c->last().find("5.7.0"), std::string::npos);
+  EXPECT_EQ(c->cmd("AUTH PLAIN " + base64_encode(std::string("\0alice@example.test\0", 20) + kPassword)), 235);
+  EXPECT_EQ(c->cmd("MAIL FROM:<alice@example.test>"), 250);
+}
+
+TEST_F(SmtpSessionTest, RepeatedAuthFailuresLockTheIpOut) {
+  listener_.cleartext_auth = true;
+  cfg_.auth_lockout_failures = 3;
+  cfg_.auth_failure_delay = 1ms;
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  const std::string bad = "AUTH PLAIN " + base64_encode(std::string("\0alice@example.test\0nope", 24));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(c->cmd(bad), 535);
+  EXPECT_EQ(c->cmd("AUTH PLAIN " + base64_encode(std::string("\0alice@example.test\0", 20) + kPassword)), 454);
+}
+
+TEST_F(SmtpSessionTest, ImplicitTlsListener) {
+  listener_.tls = config::TlsMode::Implicit;
+  start();
+  Client c(server_->port());
+  c.start_tls();
+  EXPECT_EQ(c.code(), 220);
+  EXPECT_EQ(c.cmd("EHLO x"), 250);
+  EXPECT_EQ(c.last().find("STARTTLS"), std::string::npos);
+  EXPECT_NE(c.last().find("AUTH"), std::string::npos);
+}
+
+TEST_F(SmtpSessionTest, CommandTimeoutSends421) {
+  cfg_.command_timeout = 200ms;
+  start();
+  auto c = connect();
+  EXPECT_EQ(c->code(), 421);
+  EXPECT_NE(c->last().find("4.4.2"), std::string::npos);
+  EXPECT_TRUE(c->closed());
+}
+
+TEST_F(SmtpSessionTest, EarlyTalkerIsRefused) {
+  cfg_.greet_pause = 300ms;
+  start();
+  Client c(server_->port());
+  c.send("EHLO eager\r\n");
+  EXPECT_EQ(c.code(), 554);
+  EXPECT_TRUE(c.closed());
+  auto polite = connect();
+  EXPECT_EQ(polite->cmd("EHLO patient"), 250);
+}
+
+TEST_F(SmtpSessionTest, PerIpSessionLimit) {
+  cfg_.max_sessions_per_ip = 2;
+  start();
+  auto a = connect();
+  auto b = connect();
+  Client third(server_->port());
+  EXPECT_EQ(third.code(), 421);
+  EXPECT_NE(third.last().find("4.7.0"), std::string::npos);
+  EXPECT_TRUE(third.closed());
+  EXPECT_EQ(server_->active_sessions(), 2u);
+  a->cmd("QUIT");
+  for (int i = 0; i < 100 && server_->active_sessions() > 1; ++i) std::this_thread::sleep_for(5ms);
+  auto d = connect();
+}
+
+TEST_F(SmtpSessionTest, AccessListDeniesPeer) {
+  listener_.access.deny.push_back(*config::NetRange::parse("127.0.0.1"));
+  start();
+  Client c(server_->port());
+  EXPECT_EQ(c.code(), 554);
+  EXPECT_NE(c.last().find("5.7.1"), std::string::npos);
+  EXPECT_TRUE(c.closed());
+}
+
+TEST_F(SmtpSessionTest, StopAnswers421ToIdleSessions) {
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  server_->stop();
+  EXPECT_EQ(c->code(), 421);
+  EXPECT_NE(c->last().find("4.3.2"), std::string::npos);
+  EXPECT_TRUE(c->closed());
+  for (int i = 0; i < 100 && server_->active_sessions() > 0; ++i) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(server_->active_sessions(), 0u);
+}
+
+TEST_F(SmtpSessionTest, BindFailureIsReported) {
+  start();
+  config::Listener l = listener_;
+  l.port = server_->port();
+  SmtpServer second(io_, l, std::make_shared<const SmtpConfig>(cfg_), {}, *spool_, nullptr, "x");
+  try {
+    second.start();
+    FAIL() << "expected a bind error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("127.0.0.1"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace postern::core::smtp
