@@ -48,6 +48,10 @@ std::string describe_order(const config::Manifest& manifest) {
       problems += fmt::format("  {} (refused: {})\n", e.name, dr.error);
       continue;
     }
+    if (auto why = abi_incompatibility(dr.descriptor->abi_major, dr.descriptor->abi_minor); !why.empty()) {
+      problems += fmt::format("  {} (refused: {})\n", e.name, why);
+      continue;
+    }
     loaded.emplace_back(e.name, std::move(*dr.descriptor));
   }
   std::string out;

@@ -26,8 +26,37 @@ mkdir -p "$work/corpus" "$work/artifacts"
 # Seed with the sample messages; the corpus grows across runs.
 cp -n "$root"/tests/data/mime/*.eml "$work/corpus/" 2>/dev/null || true
 
+# Tokens the mutator would take long to guess.
+cat > "$work/mime.dict" <<'DICT'
+"\x0d\x0a"
+"\x0d\x0a\x0d\x0a"
+"--"
+"Content-Type: "
+"Content-Transfer-Encoding: "
+"Content-Disposition: "
+"multipart/mixed"
+"multipart/digest"
+"message/rfc822"
+"message/global"
+"text/plain"
+"; boundary="
+"; charset="
+"; filename*0*="
+"; filename*="
+"; name="
+"utf-8''"
+"base64"
+"quoted-printable"
+"=?utf-8?q?"
+"=?koi8-r?b?"
+"=?iso-2022-jp?b?"
+"?="
+"=C3=A9"
+"%E9"
+DICT
+
 fuzzer="$(find "$build" -type f -name postern_mime_fuzz -perm -u+x | head -n 1)"
-args=("$work/corpus" -max_total_time="$seconds" -max_len=65536 -timeout=10
+args=("$work/corpus" -dict="$work/mime.dict" -max_total_time="$seconds" -max_len=65536 -timeout=10
       -rss_limit_mb=2048 -artifact_prefix="$work/artifacts/" -print_final_stats=1)
 # With -jobs libFuzzer runs workers that log to fuzz-N.log in the current directory.
 if [ "$jobs" -gt 1 ]; then args+=(-jobs="$jobs" -workers="$jobs"); cd "$work"; fi

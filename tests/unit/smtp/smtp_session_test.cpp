@@ -111,6 +111,8 @@ class SmtpSessionTest : public ::testing::Test {
     cfg_.tarpit_delay = 0ms;
     cfg_.auth_failure_delay = 10ms;
     cfg_.min_free_disk = 0;
+    cfg_.data_timeout = 5s;
+    cfg_.command_timeout = 20s;
     cfg_.auth = std::make_shared<StaticAuthBackend>(std::vector<StaticAccount>{
         {"alice@example.test", hash_password(kPassword, 1000), {"alias@example.test"}}});
     listener_.name = "test";
@@ -416,7 +418,7 @@ TEST_F(SmtpSessionTest, SmugglingAttemptsAreRejected) {
       {"LF.LF", "Subject: a\r\n\r\nx\n.\nMAIL FROM:<evil@example.org>\nRCPT TO:<u@example.test>\nDATA\nSubject: smuggled\n\n.\r\nx\r\n.\r\n"},
       {"LF.CRLF", "Subject: a\r\n\r\nx\n.\r\nMAIL FROM:<evil@example.org>\r\n.\r\n"},
       {"CR.CR", "Subject: a\r\n\r\nx\r.\rMAIL FROM:<evil@example.org>\r\n.\r\n"},
-      {"NUL", std::string("Subject: a\r\n\r\nx\0y\r\n.\r\n", 21)},
+      {"NUL", std::string("Subject: a\r\n\r\nx\0y\r\n.\r\n", 22)},
   };
   for (const auto& k : cases) {
     SCOPED_TRACE(k.name);

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building and testing Postern needs on Debian 12, if missing.
+# Idempotent: does nothing when every package is already installed.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libboost1.81-dev libssl-dev libsqlite3-dev libpugixml-dev libc-ares-dev libfmt-dev
+  libcrypt-dev libgtest-dev libgmock-dev libbenchmark-dev
+  python3 openssl swaks postfix dnsmasq-base
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "deps: installing ${missing[*]}" >&2
+# postfix is installed only for its smtp-source/smtp-sink test tools: no configuration, no daemon.
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Command 1 of the README: install what is missing, build, and run the demo
+# server in the foreground with config/postern.xml (data under var/, a
+# self-signed certificate made on first start). Stop it with Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+scripts/build.sh
+mkdir -p var
+exec build/bin/posternd --config config/postern.xml --foreground
