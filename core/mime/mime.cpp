@@ -710,13 +710,15 @@ class Parser {
   }
 
   MessageLimits limits_;
-  Message msg_;
+  Message msg_{Message::Unparsed{}};
   std::string_view raw_;
   std::vector<Frame> stack_;
   size_t total_headers_ = 0;
   size_t pos_ = 0;  // start of the current line
   size_t lf_ = 0;   // line feeds in raw_[0, pos_)
 };
+
+Message::Message() : Message(parse(std::string())) {}
 
 Message Message::parse(std::string raw, Limits limits) {
   return Parser(std::move(raw), limits).run();

@@ -129,6 +129,9 @@ class Message {
  public:
   using Limits = MessageLimits;
 
+  /** An empty message, the same as parse(""): one text/plain root part, no headers. */
+  Message();
+
   /**
    * Parses raw octets; CRLF and bare LF line ends are both tolerated, and so are missing
    * blank lines, missing closing boundaries, junk header lines and truncated input.
@@ -172,7 +175,8 @@ class Message {
 
  private:
   friend class Parser;
-  Message() = default;
+  struct Unparsed {};
+  explicit Message(Unparsed) {}
 
   std::string raw_;
   std::vector<Part> parts_;

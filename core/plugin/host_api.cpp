@@ -23,12 +23,6 @@ struct postern_message {
   std::vector<std::string> content_types;          // "type/subtype" per part
 };
 
-/** The opaque postern_timer_t. */
-struct postern_timer {
-  explicit postern_timer(boost::asio::io_context& io) : timer(io) {}
-  boost::asio::steady_timer timer;
-};
-
 namespace postern::core::plugin {
 namespace {
 
@@ -139,24 +133,45 @@ postern_status_t post_work(postern_host_t* host, postern_task_cb fn, void* user)
   return POSTERN_OK;
 }
 
-postern_timer_t* timer_start(postern_host_t* host, uint64_t delay_ms, postern_task_cb fn, void* user) {
+uint64_t timer_start(postern_host_t* host, uint64_t delay_ms, postern_timer_cb fn, void* user) {
   LoadedPlugin* p = plugin_of(host);
-  if (p == nullptr || fn == nullptr || p->services().io == nullptr) return nullptr;
-  auto* t = new postern_timer(*p->services().io);
-  t->timer.expires_after(std::chrono::milliseconds(delay_ms));
-  t->timer.async_wait([t, fn, user](boost::system::error_code ec) {
-    std::unique_ptr<postern_timer> owned(t);
-    if (!ec) fn(user);
+  if (p == nullptr || fn == nullptr || p->services().io == nullptr) return 0;
+  auto state = std::make_shared<TimerState>(p->services().io->get_executor());
+  state->fn = fn;
+  state->user = user;
+  const std::shared_ptr<TimerRegistry>& reg = p->timers();
+  uint64_t id = 0;
+  {
+    std::lock_guard lock(reg->mutex);
+    id = reg->next_id++;
+    reg->live.emplace(id, state);
+  }
+  state->timer.expires_after(std::chrono::milliseconds(delay_ms));
+  // The registry is shared so that a timer firing after its plugin is gone
+  // finds `done` set and touches nothing of the plugin's.
+  state->timer.async_wait([state, reg, id](boost::system::error_code ec) {
+    {
+      std::lock_guard lock(reg->mutex);
+      reg->live.erase(id);
+    }
+    state->finish(ec ? 0 : 1);
   });
-  return t;
+  return id;
 }
 
-void timer_cancel(postern_host_t* host, postern_timer_t* timer) {
-  (void)host;
-  if (timer == nullptr) return;
-  // The handler deletes the timer; cancellation only makes it skip fn. Asio
-  // timers are not thread-safe, so cancel on the timer's own executor.
-  boost::asio::post(timer->timer.get_executor(), [timer] { timer->timer.cancel(); });
+void timer_cancel(postern_host_t* host, uint64_t id) {
+  LoadedPlugin* p = plugin_of(host);
+  if (p == nullptr || id == 0) return;
+  std::shared_ptr<TimerState> state;
+  {
+    std::lock_guard lock(p->timers()->mutex);
+    auto it = p->timers()->live.find(id);
+    if (it == p->timers()->live.end()) return;
+    state = it->second;
+  }
+  // Asio timers are not thread-safe: cancel on the timer's own executor; the
+  // handler then runs fn(user, 0).
+  boost::asio::post(state->timer.get_executor(), [state] { state->timer.cancel(); });
 }
 
 postern_status_t dns_query(postern_host_t* host, postern_str_t name, postern_dns_type_t type, uint32_t timeout_ms,

@@ -49,6 +49,18 @@ struct PendingWait {
   std::optional<HookAnswer> answer;
 };
 
+/** One timer of a plugin; its callback runs exactly once (fired 1 or 0). */
+struct TimerState {
+  explicit TimerState(boost::asio::any_io_executor ex) : timer(ex) {}
+  boost::asio::steady_timer timer;
+  postern_timer_cb fn = nullptr;
+  void* user = nullptr;
+  std::atomic<bool> done{false};
+  void finish(uint32_t fired) {
+    if (!done.exchange(true)) fn(user, fired);
+  }
+};
+
 /** State shared by the plugin's handle and the waiting chain runner. */
 struct PendingCore {
   enum class State { Open, Completed, Abandoned };

@@ -1,6 +1,9 @@
 #include "core/plugin/loader.hpp"
 
 #include "core/log/log.hpp"
+#include "core/plugin/host_internal.hpp"
+
+#include <boost/asio/post.hpp>
 
 #include <fmt/format.h>
 
@@ -115,6 +118,17 @@ std::variant<std::unique_ptr<LoadedPlugin>, std::string> LoadedPlugin::load(cons
 }
 
 LoadedPlugin::~LoadedPlugin() {
+  // postern_abi.h: unfired timers run their callback once with fired = 0
+  // before on_destroy, so the plugin can free what it passed along.
+  std::unordered_map<uint64_t, std::shared_ptr<TimerState>> timers;
+  {
+    std::lock_guard lock(timers_->mutex);
+    timers.swap(timers_->live);
+  }
+  for (auto& [id, state] : timers) {
+    state->finish(0);
+    boost::asio::post(state->timer.get_executor(), [s = state] { s->timer.cancel(); });
+  }
   if (instance_ != nullptr && table_ != nullptr) {
     try {
       table_->on_destroy(instance_);

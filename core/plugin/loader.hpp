@@ -15,6 +15,8 @@
 #include <bitset>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <string>
 #include <variant>
 
@@ -28,6 +30,14 @@ struct postern_host {
 };
 
 namespace postern::core::plugin {
+
+struct TimerState;
+/** A plugin's outstanding timers (host_api.cpp): cancelled with fired = 0 at unload. */
+struct TimerRegistry {
+  std::mutex mutex;
+  uint64_t next_id = 1;
+  std::unordered_map<uint64_t, std::shared_ptr<TimerState>> live;
+};
 
 struct LoadRequest {
   std::filesystem::path library;      // <dir>/<name>.so
@@ -65,6 +75,7 @@ class LoadedPlugin {
   const std::string& state_dir() const { return state_dir_; }
   bool initializing() const { return initializing_; }
   postern_status_t subscribe(postern_stage_t stage);
+  const std::shared_ptr<TimerRegistry>& timers() const { return timers_; }
 
  private:
   LoadedPlugin() = default;
@@ -81,6 +92,7 @@ class LoadedPlugin {
   void* instance_ = nullptr;
   postern_host host_{};
   std::bitset<64> subscribed_;
+  std::shared_ptr<TimerRegistry> timers_ = std::make_shared<TimerRegistry>();
   bool initializing_ = false;
 };
 

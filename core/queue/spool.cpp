@@ -1,6 +1,8 @@
 #include "core/queue/spool.hpp"
 
-#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
@@ -176,12 +178,23 @@ void Spool::store(const Envelope& env, std::string_view message, std::string_vie
 
 boost::asio::awaitable<void> Spool::async_store(const Envelope& envelope, std::string_view message,
                                                 std::string_view subdir) {
-  // co_spawn onto the pool and await the result: the caller resumes on its own executor.
-  co_await boost::asio::co_spawn(
-      pool_.get_executor(),
-      [&]() -> boost::asio::awaitable<void> {
-        store(envelope, message, subdir);
-        co_return;
+  // Completion-handler style: store() runs on the pool, the result is dispatched
+  // back to the awaiting coroutine's executor. The references stay valid
+  // because the caller is suspended until then.
+  return boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(std::exception_ptr)>(
+      [this, &envelope, message, subdir](auto handler) {
+        auto work = boost::asio::make_work_guard(boost::asio::get_associated_executor(handler));
+        boost::asio::post(pool_, [this, &envelope, message, subdir, handler = std::move(handler),
+                                  work = std::move(work)]() mutable {
+          std::exception_ptr error;
+          try {
+            store(envelope, message, subdir);
+          } catch (...) {
+            error = std::current_exception();
+          }
+          auto ex = work.get_executor();
+          boost::asio::dispatch(ex, [handler = std::move(handler), error]() mutable { std::move(handler)(error); });
+        });
       },
       boost::asio::use_awaitable);
 }

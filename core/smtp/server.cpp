@@ -11,6 +11,8 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -208,12 +210,16 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string data = std::move(out_);
     out_.clear();
     if (deadline_ == Clock::time_point::max() || deadline_ < Clock::now() + 1s) set_deadline(cfg_->command_timeout);
-    co_return co_await write_raw(data);
+    const bool ok = co_await write_raw(data);
+    co_return ok;
   }
 
   /** Reads more octets into inbuf_ (flushing pending replies first). */
   net::awaitable<bool> fill() {
     if (!co_await flush()) co_return false;
+    // A shutdown or timeout that fired between two operations cancelled nothing:
+    // check before starting the read (both run on this strand).
+    if (shutting_down_ || timed_out_) co_return false;
     if (rpos_ > 0) {
       inbuf_.erase(0, rpos_);
       rpos_ = 0;
@@ -298,7 +304,8 @@ class Session : public std::enable_shared_from_this<Session> {
   net::awaitable<event::Outcome> run_stage(event::Stage stage, event::EventData& ev) {
     if (!chain_) co_return event::Outcome{};
     try {
-      co_return co_await chain_->run(stage, ev);
+      event::Outcome o = co_await chain_->run(stage, ev);
+      co_return o;
     } catch (const std::exception& e) {
       log::error("smtp", "session={} stage={} chain failed: {}", info_.session_id, event::stage_name(stage), e.what());
       event::Outcome o;
@@ -388,7 +395,8 @@ class Session : public std::enable_shared_from_this<Session> {
     tls_.emplace(std::move(*plain_), srv_->tls->context());
     plain_.reset();
     set_deadline(cfg_->tls_handshake_timeout);
-    auto [ec] = co_await tls_->async_handshake(net::ssl::stream_base::server, net::as_tuple(net::use_awaitable));
+    boost::system::error_code ec;
+    std::tie(ec) = co_await tls_->async_handshake(net::ssl::stream_base::server, net::as_tuple(net::use_awaitable));
     if (ec) {
       log::info("smtp", "session={} peer={} TLS handshake failed: {}", info_.session_id, info_.peer_ip,
                 timed_out_ ? std::string("timeout") : ec.message());
@@ -502,66 +510,93 @@ class Session : public std::enable_shared_from_this<Session> {
         co_await flush();
         co_return;
       }
+      if (starttls_requested_) {
+        // STARTTLS is handled in this frame rather than in a command coroutine:
+        // GCC 12 corrupted a separate start-TLS coroutine frame (SIGILL on resume).
+        starttls_requested_ = false;
+        reply(220, "2.0.0", "Ready to start TLS");
+        if (!co_await flush()) co_return;
+        // CVE-2011-0411: nothing the client sent before the handshake may be read as a command.
+        inbuf_.clear();
+        rpos_ = 0;
+        if (!co_await tls_handshake()) co_return;
+        // RFC 3207 §4.2: forget everything learnt before TLS.
+        reset_transaction();
+        info_.helo.clear();
+        info_.auth_user.clear();
+        esmtp_ = false;
+      }
     }
   }
 
   // ---------------------------------------------------------------- commands
 
+  static net::awaitable<bool> ready(bool value) { co_return value; }
+
+  /**
+   * Chooses the command handler. Deliberately not a coroutine: it returns the
+   * handler's awaitable (GCC 12 mis-compiles a coroutine with many co_await
+   * branches here), and `line` outlives it because serve() awaits it at once.
+   */
   net::awaitable<bool> dispatch(std::string_view line) {
     if (line.find('\0') != std::string_view::npos) {
       error_reply(500, "5.5.2", "Error: NUL in command");
-      co_return true;
+      return ready(true);
     }
     size_t sp = line.find(' ');
     std::string verb = upper(line.substr(0, sp));
     std::string_view arg = sp == std::string_view::npos ? std::string_view{} : line.substr(sp + 1);
 
-    if (verb == "EHLO" || verb == "HELO") co_return co_await cmd_helo(line, verb == "EHLO", arg);
-    if (verb == "MAIL") co_return co_await cmd_mail(line, arg);
-    if (verb == "RCPT") co_return co_await cmd_rcpt(line, arg);
-    if (verb == "DATA") co_return co_await cmd_data(line, arg);
-    if (verb == "BDAT") co_return co_await cmd_bdat(line, arg);
+    if (verb == "EHLO" || verb == "HELO") return cmd_helo(line, verb == "EHLO", arg);
+    if (verb == "MAIL") return cmd_mail(line, arg);
+    if (verb == "RCPT") return cmd_rcpt(line, arg);
+    if (verb == "DATA") return cmd_data(line, arg);
+    if (verb == "BDAT") return cmd_bdat(line, arg);
     if (verb == "RSET") {
       if (!arg.empty()) {
         error_reply(501, "5.5.4", "Syntax: RSET");
-        co_return true;
+        return ready(true);
       }
       reset_transaction();
       reply(250, "2.0.0", "Ok");
-      co_return true;
+      return ready(true);
     }
     if (verb == "NOOP") {
       reply(250, "2.0.0", "Ok");
-      co_return true;
+      return ready(true);
     }
     if (verb == "QUIT") {
       reply(221, "2.0.0", "Bye");
-      co_return false;
+      return ready(false);
     }
     if (verb == "HELP") {
       reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY STARTTLS AUTH");
-      co_return true;
+      return ready(true);
     }
     if (verb == "VRFY") {
       // Address verification leaks the account list (RFC 5321 §7.3): 252 for everyone.
       if (arg.empty()) error_reply(501, "5.5.4", "Syntax: VRFY address");
       else reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
-      co_return true;
+      return ready(true);
     }
     if (verb == "EXPN") {
       error_reply(502, "5.5.1", "Error: EXPN not supported");
-      co_return true;
+      return ready(true);
     }
-    if (verb == "STARTTLS") co_return co_await cmd_starttls(arg);
-    if (verb == "AUTH") co_return co_await cmd_auth(arg);
+    if (verb == "STARTTLS") {
+      // The handshake runs in serve(): see the note there.
+      if (starttls_allowed(arg)) starttls_requested_ = true;
+      return ready(true);
+    }
+    if (verb == "AUTH") return cmd_auth(arg);
     if (verb == "GET" || verb == "POST" || verb == "CONNECT" || verb == "HEAD" || verb == "PUT" ||
         starts_with_ci(verb, "USER")) {
       // An HTTP or POP client (or a cross-protocol attack): do not keep talking.
       reply(554, "5.7.0", "Error: non-SMTP command, closing");
-      co_return false;
+      return ready(false);
     }
-    if (error_reply(500, "5.5.1", "Error: command not recognized")) co_return false;
-    co_return true;
+    if (error_reply(500, "5.5.1", "Error: command not recognized")) return ready(false);
+    return ready(true);
   }
 
   bool offer_starttls() const {
@@ -610,34 +645,52 @@ class Session : public std::enable_shared_from_this<Session> {
     co_return true;
   }
 
-  net::awaitable<bool> cmd_starttls(std::string_view arg) {
+  /** STARTTLS checks; queues the error reply and returns false when TLS cannot start. */
+  bool starttls_allowed(std::string_view arg) {
     if (tls_) {
       error_reply(554, "5.5.1", "Error: TLS already active");
-      co_return true;
+      return false;
     }
     if (!offer_starttls()) {
       error_reply(502, "5.5.1", "Error: command not implemented");
-      co_return true;
+      return false;
     }
     if (!arg.empty()) {
       error_reply(501, "5.5.4", "Syntax: STARTTLS");
-      co_return true;
+      return false;
     }
-    reply(220, "2.0.0", "Ready to start TLS");
-    if (!co_await flush()) co_return false;
-    // CVE-2011-0411: nothing the client sent before the handshake may be read as a command.
-    inbuf_.clear();
-    rpos_ = 0;
-    if (!co_await tls_handshake()) co_return false;
-    // RFC 3207 §4.2: forget everything learnt before TLS.
-    reset_transaction();
-    info_.helo.clear();
-    info_.auth_user.clear();
-    esmtp_ = false;
-    co_return true;
+    return true;
   }
 
   // -------------------------------------------------------------- AUTH
+
+  /**
+   * Runs AuthBackend::authenticate() on the auth pool (hashing is slow on purpose)
+   * and completes on the session's executor. Callback-based on purpose: no
+   * capturing coroutine lambda whose captures could dangle.
+   */
+  net::awaitable<std::optional<std::string>> check_password(std::shared_ptr<const AuthBackend> backend,
+                                                            std::string user, std::string password) {
+    return net::async_initiate<decltype(net::use_awaitable), void(std::optional<std::string>)>(
+        [pool = srv_->auth_pool.get_executor(), backend, user = std::move(user),
+         password = std::move(password)](auto handler) mutable {
+          auto work = net::make_work_guard(net::get_associated_executor(handler));
+          net::post(pool, [handler = std::move(handler), work = std::move(work), backend, user = std::move(user),
+                           password = std::move(password)]() mutable {
+            std::optional<std::string> who;
+            try {
+              who = backend->authenticate(user, password);
+            } catch (const std::exception& e) {
+              log::error("smtp", "auth backend failed: {}", e.what());
+            }
+            auto ex = work.get_executor();
+            net::dispatch(ex, [handler = std::move(handler), who = std::move(who)]() mutable {
+              std::move(handler)(std::move(who));
+            });
+          });
+        },
+        net::use_awaitable);
+  }
 
   net::awaitable<bool> cmd_auth(std::string_view arg) {
     if (!cfg_->auth) {
@@ -699,7 +752,8 @@ class Session : public std::enable_shared_from_this<Session> {
       user = decoded->substr(a + 1, b - a - 1);
       password = decoded->substr(b + 1);
       if (!authz.empty() && authz != user) {
-        co_return co_await auth_failed(user);
+        const bool ok = co_await auth_failed(user);
+        co_return ok;
       }
     } else if (mech == "LOGIN") {
       std::string resp;
@@ -736,14 +790,11 @@ class Session : public std::enable_shared_from_this<Session> {
       co_return true;
     }
 
-    auto backend = cfg_->auth;
-    std::optional<std::string> who = co_await net::co_spawn(
-        srv_->auth_pool.get_executor(),
-        [backend, user, password]() -> net::awaitable<std::optional<std::string>> {
-          co_return backend->authenticate(user, password);
-        },
-        net::use_awaitable);
-    if (!who) co_return co_await auth_failed(user);
+    std::optional<std::string> who = co_await check_password(cfg_->auth, std::move(user), std::move(password));
+    if (!who) {
+      const bool ok = co_await auth_failed(user);
+      co_return ok;
+    }
 
     info_.auth_user = *who;
     auto ev = make_event("AUTH " + mech, false);
@@ -1345,6 +1396,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool io_error_ = false;
   bool shutting_down_ = false;
   bool close_after_reply_ = false;
+  bool starttls_requested_ = false;
 };
 
 // ------------------------------------------------------------------ server

@@ -33,7 +33,13 @@ function(postern_add_plugin name)
     C_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON)
   # A plugin must not depend on symbols from posternd: fail at link time.
-  target_link_options(${name} PRIVATE -Wl,--no-undefined)
+  # Hidden visibility cannot hide libstdc++'s template instantiations (some
+  # are STB_GNU_UNIQUE, shared across RTLD_LOCAL plugins and never unloaded):
+  # a version script exports the entry symbol and nothing else.
+  set(exports ${CMAKE_CURRENT_BINARY_DIR}/${name}.exports.map)
+  file(WRITE ${exports} "{\n  global: postern_plugin_entry_v1;\n  local: *;\n};\n")
+  target_link_options(${name} PRIVATE -Wl,--no-undefined -Wl,--version-script=${exports})
+  set_property(TARGET ${name} APPEND PROPERTY LINK_DEPENDS ${exports})
   get_filename_component(desc ${ARG_DESCRIPTOR} ABSOLUTE)
   add_custom_command(TARGET ${name} POST_BUILD
     COMMAND ${CMAKE_COMMAND} -E copy_if_different ${desc} ${ARG_OUTPUT_DIR}/${ARG_OUTPUT_NAME}.plugin.xml

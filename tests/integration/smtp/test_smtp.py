@@ -44,7 +44,10 @@ class Raw:
         lines = []
         while True:
             while b"\n" not in self.buf:
-                chunk = self.sock.recv(65536)
+                try:
+                    chunk = self.sock.recv(65536)
+                except OSError:
+                    chunk = b""
                 if not chunk:
                     return (0, b"".join(lines).decode())
                 self.buf += chunk

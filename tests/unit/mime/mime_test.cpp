@@ -404,6 +404,11 @@ TEST(MimeParserTest, ParsesEmptyInput) {
   EXPECT_EQ(m.parts()[0].body_length, 0u);
   EXPECT_EQ(m.header("Subject"), std::nullopt);
   EXPECT_FALSE(m.truncated());
+
+  const Message empty;
+  ASSERT_EQ(empty.parts().size(), 1u);
+  EXPECT_EQ(empty.parts()[0].charset, "us-ascii");
+  EXPECT_EQ(empty.parts()[0].transfer_encoding, "7bit");
 }
 
 struct LinesCase {

@@ -155,13 +155,20 @@ class Host {
     if (api_->post_work(host_, &Host::run_and_delete, heap) != POSTERN_OK) delete heap;
   }
 
-  /** Runs `fn` once after `delay` on an I/O thread. */
-  void after(std::chrono::milliseconds delay, std::function<void()> fn) const {
+  /** Identifies a timer for cancel(); 0 means none. */
+  using TimerId = uint64_t;
+
+  /** Runs `fn` once after `delay` on an I/O thread, unless cancelled or unloaded first. */
+  TimerId after(std::chrono::milliseconds delay, std::function<void()> fn) const {
     auto* heap = new std::function<void()>(std::move(fn));
-    if (api_->timer_start(host_, static_cast<uint64_t>(delay.count()), &Host::run_and_delete, heap) ==
-        nullptr) {
-      delete heap;
-    }
+    const TimerId id =
+        api_->timer_start(host_, static_cast<uint64_t>(delay.count()), &Host::timer_trampoline, heap);
+    if (id == 0) delete heap;
+    return id;
+  }
+  /** Cancels a timer started with after(); harmless when it already ran. */
+  void cancel(TimerId id) const {
+    if (id != 0) api_->timer_cancel(host_, id);
   }
 
   /**
@@ -202,6 +209,14 @@ class Host {
       (*fn)();
     } catch (...) {
       // A task has nobody to report to; swallowing keeps the host alive.
+    }
+  }
+  static void timer_trampoline(void* user, uint32_t fired) {
+    std::unique_ptr<std::function<void()>> fn(static_cast<std::function<void()>*>(user));
+    if (fired == 0) return;  // cancelled or unloaded: only free the callback
+    try {
+      (*fn)();
+    } catch (...) {
     }
   }
   static void dns_trampoline(void* user, const postern_dns_answer_t* answer) {

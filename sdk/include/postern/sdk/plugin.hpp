@@ -23,6 +23,7 @@
 #include <postern/sdk/host.hpp>
 #include <postern/sdk/types.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <exception>
@@ -52,6 +53,8 @@ class InitContext {
    */
   Status on(Stage stage, Handler handler) {
     if (api_->subscribe(host_, static_cast<postern_stage_t>(stage)) != POSTERN_OK) {
+      // Remembered even if the caller ignores the Status: init then fails.
+      refused_ = true;
       return Status::error("the host refused a subscription to a stage the descriptor does not list");
     }
     handlers_[static_cast<size_t>(stage)] = std::move(handler);
@@ -73,10 +76,14 @@ class InitContext {
   Status on_bounced(Handler h) { return on(Stage::Bounced, std::move(h)); }
   Status on_stored(Handler h) { return on(Stage::Stored, std::move(h)); }
 
+  /** Whether a subscription was refused (init fails then, whatever it returns). */
+  bool refused() const { return refused_; }
+
  private:
   postern_host_t* host_;
   const postern_host_api_v1_t* api_;
   HandlerTable& handlers_;
+  bool refused_ = false;
 };
 
 namespace detail {
@@ -105,6 +112,9 @@ postern_status_t on_init(postern_host_t* host, const postern_host_api_v1_t* api,
     inst->api = api;
     InitContext ctx(host, api, inst->handlers);
     Status s = inst->plugin.init(ctx);
+    if (s && ctx.refused()) {
+      s = Status::error("a hook subscription was refused: its stage is not declared in the descriptor");
+    }
     if (!s) {
       copy_error(err, cap, s.message().empty() ? std::string("init failed") : s.message());
       return POSTERN_ERR_FAILED;

@@ -106,9 +106,6 @@ typedef struct postern_config_node postern_config_node_t;
  */
 typedef struct postern_message postern_message_t;
 
-/** A running timer. OWNERSHIP: host. LIFETIME: until it fires or is cancelled. */
-typedef struct postern_timer postern_timer_t;
-
 /* ------------------------------------------------------------------------ */
 /* Enumerations (append-only)                                                */
 /* ------------------------------------------------------------------------ */
@@ -276,6 +273,8 @@ typedef struct postern_mime_part {
 /** Callback types. THREADING: stated at the host function that takes them. */
 typedef void (*postern_dns_cb)(void* user_plugin_ptr, const postern_dns_answer_t* answer);
 typedef void (*postern_task_cb)(void* user_plugin_ptr);
+/** `fired` is 1 when the delay passed, 0 when cancelled or unloaded first. */
+typedef void (*postern_timer_cb)(void* user_plugin_ptr, uint32_t fired);
 
 /* ------------------------------------------------------------------------ */
 /* The host API (implemented by posternd, append-only)                       */
@@ -335,14 +334,19 @@ typedef struct postern_host_api_v1 {
   postern_status_t (*post_work)(postern_host_t* host, postern_task_cb fn, void* user_plugin_ptr);
 
   /**
-   * Calls `fn(user)` once after `delay_ms` on an I/O thread.
-   * @return a handle for timer_cancel, valid until fn starts or timer_cancel returns.
+   * Calls `fn(user, 1)` once after `delay_ms` on an I/O thread. If the timer
+   * is cancelled, or the plugin is unloaded, first, `fn(user, 0)` runs
+   * instead: exactly one call either way, so `user` can always be freed there.
+   * @return an id for timer_cancel (never 0); 0 when no timer could be
+   *   started, and then fn is not called.
    * THREADING: any thread.
    */
-  postern_timer_t* (*timer_start)(postern_host_t* host, uint64_t delay_ms, postern_task_cb fn,
-                                  void* user_plugin_ptr);
-  /** Cancels a timer; fn will not run unless it already started. THREADING: any thread. */
-  void (*timer_cancel)(postern_host_t* host, postern_timer_t* timer);
+  uint64_t (*timer_start)(postern_host_t* host, uint64_t delay_ms, postern_timer_cb fn, void* user_plugin_ptr);
+  /**
+   * Cancels a timer: fn(user, 0) runs unless fn already ran. An unknown or
+   * stale id is ignored. THREADING: any thread.
+   */
+  void (*timer_cancel)(postern_host_t* host, uint64_t timer_id);
 
   /**
    * Asynchronous DNS query through the host's resolver (cache honours TTL).
@@ -375,8 +379,8 @@ typedef struct postern_host_api_v1 {
   double (*event_score)(postern_event_t* ev);
 
   /**
-   * Requests a header edit applied when the message is stored (headers,
-   * data_end). add: appended at the top (prepend=1) or bottom; change: the
+   * Requests a header edit applied when the message is stored; allowed from
+   * mail_from to data_end (POSTERN_ERR_UNAVAILABLE elsewhere). add: appended at the top (prepend=1) or bottom; change: the
    * `index`-th (0-based) header of that name gets `value`, added if absent;
    * remove: the index-th instance, or all when index < 0.
    */
@@ -393,7 +397,8 @@ typedef struct postern_host_api_v1 {
   /**
    * Defers the hook: call, then return POSTERN_VERDICT_PENDING from on_hook.
    * @return a pending handle with one reference (see postern_pending_t), or
-   *   NULL at a stage that cannot be deferred (observer events).
+   *   NULL at a stage that cannot be deferred (observer events) and on a
+   *   second call within the same on_hook.
    */
   postern_pending_t* (*event_defer)(postern_event_t* ev);
 
@@ -411,7 +416,8 @@ typedef struct postern_host_api_v1 {
   /**
    * Completes the hook. Strings are copied. The first completion wins; a
    * second one, or one after the hook's timeout, returns POSTERN_ERR_UNAVAILABLE
-   * and is counted by the host.
+   * and is counted by the host. A result whose verdict is PENDING is refused
+   * with POSTERN_ERR_INVALID (and does not complete).
    */
   postern_status_t (*pending_complete)(postern_pending_t* p, const postern_hook_result_t* result);
 

@@ -23,10 +23,10 @@
  *     clock().set() passes their due time; the clock reads the due time while
  *     the callback runs.
  *   - DNS: never answers inside dns_query(). A configured answer (and NXDOMAIN
- *     for an unknown name) is due `dns().latency()` after the query (0 by
+ *     for an unknown name) is due dns().set_latency() after the query (0 by
  *     default) and is delivered by run_pending_work(), settle() or a clock
  *     advance; a name marked with dns().set_timeout() answers TIMEOUT when the
- *     clock reaches the query's timeout (0 = dns().default_timeout(), 5 s).
+ *     clock reaches the query's timeout (0 = dns().set_default_timeout(), 5 s).
  *   - Pending hooks: complete when the plugin calls pending_complete (from any
  *     thread), when the last reference goes (Continue), or when the hook
  *     timeout set with Loaded::set_timeout() passes on the manual clock.
@@ -42,7 +42,7 @@
  *
  * Unloading (Loaded::unload(), ~Loaded, ~FakeHost) runs the plugin's queued
  * work, answers its outstanding DNS queries with POSTERN_DNS_CANCELLED, drops
- * its unfired timers (their callbacks never run), then calls on_destroy.
+ * its unfired timers (their callbacks run once with fired = 0), then calls on_destroy.
  */
 
 #include <postern/sdk/sdk.hpp>
@@ -310,7 +310,7 @@ struct DueEvent {
   Kind kind = Kind::Timer;
   int64_t due_ms = 0;
   Slot* slot = nullptr;
-  postern_task_cb task = nullptr;
+  postern_timer_cb timer_cb = nullptr;
   postern_dns_cb dns_cb = nullptr;
   void* user = nullptr;
   DnsAnswer answer;
@@ -322,8 +322,19 @@ struct DnsEntry {
   DnsAnswer answer;
 };
 
+inline std::mutex& line_registry_mutex();
+inline std::map<const void*, uint32_t>& line_registry();
+
 /** One loaded plugin instance; its address is the postern_host_t* handle. */
 struct Slot {
+  Slot() = default;
+  Slot(const Slot&) = delete;
+  Slot& operator=(const Slot&) = delete;
+  ~Slot() {
+    std::lock_guard lock(line_registry_mutex());
+    for (auto& [node, line] : lines) line_registry().erase(node);
+  }
+
   Core* core = nullptr;
   const postern_plugin_v1_t* table = nullptr;
   std::string name;
@@ -469,7 +480,7 @@ inline void copy_result(RunState& run, const postern_hook_result_t& r) {
 inline void fire(Core& core, DueEvent& ev) {
   switch (ev.kind) {
     case DueEvent::Kind::Timer:
-      ev.task(ev.user);
+      ev.timer_cb(ev.user, 1);
       break;
     case DueEvent::Kind::Dns: {
       std::vector<postern_dns_record_t> recs;
@@ -599,8 +610,11 @@ inline void unload_slot(Core& core, Slot& slot) {
           } else if (it->second.kind == DueEvent::Kind::Dns && !dns) {
             dns = std::move(it->second);
             it = core.events.erase(it);
-          } else if (it->second.kind != DueEvent::Kind::Dns) {
-            it = core.events.erase(it);  // timers and hook timeouts are dropped
+          } else if (it->second.kind == DueEvent::Kind::Timer && !dns) {
+            dns = std::move(it->second);  // fired below with fired = 0
+            it = core.events.erase(it);
+          } else if (it->second.kind == DueEvent::Kind::HookTimeout) {
+            it = core.events.erase(it);  // hook timeouts are dropped
           } else {
             ++it;
           }
@@ -609,6 +623,9 @@ inline void unload_slot(Core& core, Slot& slot) {
     }
     if (w) {
       w->fn(w->user);
+    } else if (dns && dns->kind == DueEvent::Kind::Timer) {
+      // postern_abi.h: an unloaded plugin's timers run once with fired = 0.
+      dns->timer_cb(dns->user, 0);
     } else if (dns) {
       // postern_abi.h: the callback runs exactly once, CANCELLED when the host shuts down.
       dns->answer.status = POSTERN_DNS_CANCELLED;
@@ -621,8 +638,6 @@ inline void unload_slot(Core& core, Slot& slot) {
   slot.alive = false;
   if (slot.instance != nullptr) slot.table->on_destroy(slot.instance);
   slot.instance = nullptr;
-  std::lock_guard lock(line_registry_mutex());
-  for (auto& [node, line] : slot.lines) line_registry().erase(node);
 }
 
 /** The host API table: every function of postern_host_api_v1_t. */
@@ -706,28 +721,35 @@ struct Api {
     fn(user);
     return POSTERN_OK;
   }
-  static postern_timer_t* timer_start(postern_host_t* h, uint64_t delay_ms, postern_task_cb fn, void* user) {
+  static uint64_t timer_start(postern_host_t* h, uint64_t delay_ms, postern_timer_cb fn, void* user) {
     Slot* s = slot_of(h);
-    if (s == nullptr || fn == nullptr) return nullptr;
+    if (s == nullptr || fn == nullptr) return 0;
     std::lock_guard lock(s->core->mu);
     const uint64_t seq = s->core->next_seq++;
     DueEvent ev;
     ev.kind = DueEvent::Kind::Timer;
     ev.due_ms = s->core->now_ms.load() + static_cast<int64_t>(delay_ms);
     ev.slot = s;
-    ev.task = fn;
+    ev.timer_cb = fn;
     ev.user = user;
     s->core->events.emplace(seq, std::move(ev));
-    // The handle is the sequence number, so cancelling a stale handle is harmless.
-    return reinterpret_cast<postern_timer_t*>(static_cast<uintptr_t>(seq));
+    // The id is the sequence number, so cancelling a stale id is harmless.
+    return seq;
   }
-  static void timer_cancel(postern_host_t* h, postern_timer_t* t) {
+  static void timer_cancel(postern_host_t* h, uint64_t id) {
     Slot* s = slot_of(h);
-    if (s == nullptr || t == nullptr) return;
-    std::lock_guard lock(s->core->mu);
-    auto it = s->core->events.find(static_cast<uint64_t>(reinterpret_cast<uintptr_t>(t)));
-    if (it != s->core->events.end() && it->second.kind == DueEvent::Kind::Timer && it->second.slot == s)
-      s->core->events.erase(it);
+    if (s == nullptr || id == 0) return;
+    std::optional<DueEvent> cancelled;
+    {
+      std::lock_guard lock(s->core->mu);
+      auto it = s->core->events.find(id);
+      if (it != s->core->events.end() && it->second.kind == DueEvent::Kind::Timer && it->second.slot == s) {
+        cancelled = std::move(it->second);
+        s->core->events.erase(it);
+      }
+    }
+    // postern_abi.h: a cancelled timer's callback still runs once, with fired = 0.
+    if (cancelled) cancelled->timer_cb(cancelled->user, 0);
   }
   static postern_status_t dns_query(postern_host_t* h, postern_str_t name, postern_dns_type_t type, uint32_t timeout_ms,
                                     postern_dns_cb cb, void* user) {
