@@ -60,6 +60,25 @@ bool valid_header_value(std::string_view value) {
 
 LoadedPlugin* plugin_of(postern_host_t* host) { return host != nullptr ? host->plugin : nullptr; }
 
+void deliver_dns(const DnsCall& call, const dns::Answer& a) {
+  std::vector<postern_dns_record_t> records;
+  records.reserve(a.records.size());
+  for (const dns::Record& r : a.records) records.push_back({r.type, r.ttl, abi(r.data)});
+  postern_dns_answer_t out{};
+  out.struct_size = sizeof out;
+  out.status = static_cast<uint32_t>(a.status);
+  out.name = abi(a.name);
+  out.type = a.type;
+  out.min_ttl = a.min_ttl;
+  out.records = records.data();
+  out.record_count = records.size();
+  try {
+    call.cb(call.user, &out);
+  } catch (...) {
+    log::error("plugin", "a DNS callback threw; ignored");
+  }
+}
+
 // --- registration, config, environment ---------------------------------------
 
 postern_status_t subscribe(postern_host_t* host, postern_stage_t stage) {
@@ -129,8 +148,28 @@ void log_line(postern_host_t* host, postern_log_level_t level, postern_str_t mes
 postern_status_t post_work(postern_host_t* host, postern_task_cb fn, void* user) {
   LoadedPlugin* p = plugin_of(host);
   if (p == nullptr || fn == nullptr || p->services().workers == nullptr) return POSTERN_ERR_UNAVAILABLE;
-  boost::asio::post(*p->services().workers, [fn, user] { fn(user); });
+  // Counted while queued: unloading waits for it, so fn runs exactly once.
+  std::shared_ptr<Outstanding> out = p->outstanding();
+  if (!out->enter()) return POSTERN_ERR_UNAVAILABLE;
+  boost::asio::post(*p->services().workers, [fn, user, out] {
+    try {
+      fn(user);
+    } catch (...) {
+      log::error("plugin", "a work item threw; ignored");
+    }
+    out->leave();
+  });
   return POSTERN_OK;
+}
+
+// Runs a timer's or query's callback unless the plugin is unloading (then its
+// destructor completes it). @return whether the entry was still outstanding.
+template <class Map>
+bool take_outstanding(Outstanding& out, Map& map, uint64_t id) {
+  std::lock_guard lock(out.mutex);
+  if (map.erase(id) == 0 || out.closed) return false;
+  ++out.in_flight;
+  return true;
 }
 
 uint64_t timer_start(postern_host_t* host, uint64_t delay_ms, postern_timer_cb fn, void* user) {
@@ -139,22 +178,19 @@ uint64_t timer_start(postern_host_t* host, uint64_t delay_ms, postern_timer_cb f
   auto state = std::make_shared<TimerState>(p->services().io->get_executor());
   state->fn = fn;
   state->user = user;
-  const std::shared_ptr<TimerRegistry>& reg = p->timers();
+  std::shared_ptr<Outstanding> out = p->outstanding();
   uint64_t id = 0;
   {
-    std::lock_guard lock(reg->mutex);
-    id = reg->next_id++;
-    reg->live.emplace(id, state);
+    std::lock_guard lock(out->mutex);
+    if (out->closed) return 0;
+    id = out->next_id++;
+    out->timers.emplace(id, state);
   }
   state->timer.expires_after(std::chrono::milliseconds(delay_ms));
-  // The registry is shared so that a timer firing after its plugin is gone
-  // finds `done` set and touches nothing of the plugin's.
-  state->timer.async_wait([state, reg, id](boost::system::error_code ec) {
-    {
-      std::lock_guard lock(reg->mutex);
-      reg->live.erase(id);
-    }
+  state->timer.async_wait([state, out, id](boost::system::error_code ec) {
+    if (!take_outstanding(*out, out->timers, id)) return;
     state->finish(ec ? 0 : 1);
+    out->leave();
   });
   return id;
 }
@@ -164,9 +200,9 @@ void timer_cancel(postern_host_t* host, uint64_t id) {
   if (p == nullptr || id == 0) return;
   std::shared_ptr<TimerState> state;
   {
-    std::lock_guard lock(p->timers()->mutex);
-    auto it = p->timers()->live.find(id);
-    if (it == p->timers()->live.end()) return;
+    std::lock_guard lock(p->outstanding()->mutex);
+    auto it = p->outstanding()->timers.find(id);
+    if (it == p->outstanding()->timers.end()) return;
     state = it->second;
   }
   // Asio timers are not thread-safe: cancel on the timer's own executor; the
@@ -179,21 +215,24 @@ postern_status_t dns_query(postern_host_t* host, postern_str_t name, postern_dns
   LoadedPlugin* p = plugin_of(host);
   if (p == nullptr || cb == nullptr) return POSTERN_ERR_INVALID;
   if (p->services().resolver == nullptr) return POSTERN_ERR_UNAVAILABLE;
+  auto call = std::make_shared<DnsCall>();
+  call->cb = cb;
+  call->user = user;
+  call->name = std::string(sv(name));
+  call->type = static_cast<uint16_t>(type);
+  std::shared_ptr<Outstanding> out = p->outstanding();
+  uint64_t id = 0;
+  {
+    std::lock_guard lock(out->mutex);
+    if (out->closed) return POSTERN_ERR_UNAVAILABLE;
+    id = out->next_id++;
+    out->dns.emplace(id, call);
+  }
   p->services().resolver->query(
-      std::string(sv(name)), static_cast<uint16_t>(type), std::chrono::milliseconds(timeout_ms),
-      [cb, user](const dns::Answer& a) {
-        std::vector<postern_dns_record_t> records;
-        records.reserve(a.records.size());
-        for (const dns::Record& r : a.records) records.push_back({r.type, r.ttl, abi(r.data)});
-        postern_dns_answer_t out{};
-        out.struct_size = sizeof out;
-        out.status = static_cast<uint32_t>(a.status);
-        out.name = abi(a.name);
-        out.type = a.type;
-        out.min_ttl = a.min_ttl;
-        out.records = records.data();
-        out.record_count = records.size();
-        cb(user, &out);
+      call->name, call->type, std::chrono::milliseconds(timeout_ms), [call, out, id](const dns::Answer& a) {
+        if (!take_outstanding(*out, out->dns, id)) return;
+        deliver_dns(*call, a);
+        out->leave();
       });
   return POSTERN_OK;
 }
@@ -510,6 +549,14 @@ void unregister_line_map(const pugi::xml_node& any_node) {
 }
 
 const postern_host_api_v1_t* host_api() { return &kHostApi; }
+
+void cancel_dns_call(const DnsCall& call) {
+  dns::Answer a;
+  a.status = dns::Status::Cancelled;
+  a.name = call.name;
+  a.type = call.type;
+  deliver_dns(call, a);
+}
 
 void add_symbol(event::EventData& ev, event::Symbol symbol) {
   if (ev.transaction != nullptr) {

@@ -61,6 +61,14 @@ struct TimerState {
   }
 };
 
+/** One DNS query of a plugin. */
+struct DnsCall {
+  postern_dns_cb cb = nullptr;
+  void* user = nullptr;
+  std::string name;
+  uint16_t type = 0;
+};
+
 /** State shared by the plugin's handle and the waiting chain runner. */
 struct PendingCore {
   enum class State { Open, Completed, Abandoned };
@@ -102,6 +110,8 @@ struct postern_event {
 };
 
 namespace postern::core::plugin {
+/** Completes an outstanding DNS query with CANCELLED (unload). */
+void cancel_dns_call(const DnsCall& call);
 /** Applies the symbols added during a hook that ran without a transaction to the session. */
 void add_symbol(event::EventData& ev, event::Symbol symbol);
 }  // namespace postern::core::plugin

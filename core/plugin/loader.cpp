@@ -118,16 +118,32 @@ std::variant<std::unique_ptr<LoadedPlugin>, std::string> LoadedPlugin::load(cons
 }
 
 LoadedPlugin::~LoadedPlugin() {
-  // postern_abi.h: unfired timers run their callback once with fired = 0
-  // before on_destroy, so the plugin can free what it passed along.
+  // postern_abi.h: unfired timers run once with fired = 0 and open DNS
+  // queries complete with CANCELLED, before on_destroy; then wait for calls
+  // still running in the plugin's code (queued work included).
   std::unordered_map<uint64_t, std::shared_ptr<TimerState>> timers;
+  std::unordered_map<uint64_t, std::shared_ptr<DnsCall>> dns;
   {
-    std::lock_guard lock(timers_->mutex);
-    timers.swap(timers_->live);
+    std::lock_guard lock(outstanding_->mutex);
+    outstanding_->closed = true;
+    timers.swap(outstanding_->timers);
+    dns.swap(outstanding_->dns);
   }
   for (auto& [id, state] : timers) {
     state->finish(0);
     boost::asio::post(state->timer.get_executor(), [s = state] { s->timer.cancel(); });
+  }
+  for (auto& [id, call] : dns) cancel_dns_call(*call);
+  {
+    std::unique_lock lock(outstanding_->mutex);
+    if (!outstanding_->idle.wait_for(lock, std::chrono::seconds(30), [this] { return outstanding_->in_flight == 0; })) {
+      // Unmapping code that may still run would crash the daemon; leaking the
+      // mapping (and the instance) is the lesser evil.
+      log::error("plugin", "name={} still has {} call(s) running after 30 s; not unloading it", descriptor_.name,
+                 outstanding_->in_flight);
+      new boost::dll::shared_library(std::move(library_));
+      return;
+    }
   }
   if (instance_ != nullptr && table_ != nullptr) {
     try {

@@ -15,6 +15,7 @@
 #include <bitset>
 #include <functional>
 #include <memory>
+#include <condition_variable>
 #include <mutex>
 #include <unordered_map>
 #include <string>
@@ -32,11 +33,34 @@ struct postern_host {
 namespace postern::core::plugin {
 
 struct TimerState;
-/** A plugin's outstanding timers (host_api.cpp): cancelled with fired = 0 at unload. */
-struct TimerRegistry {
+struct DnsCall;
+
+/**
+ * What a plugin has outstanding with the host: timers, DNS queries, and calls
+ * into its code (queued work, running callbacks). At unload the host closes it,
+ * completes every timer (fired = 0) and query (CANCELLED) itself, and waits for
+ * running calls, so no plugin code runs after on_destroy or once unmapped.
+ */
+struct Outstanding {
   std::mutex mutex;
+  std::condition_variable idle;
   uint64_t next_id = 1;
-  std::unordered_map<uint64_t, std::shared_ptr<TimerState>> live;
+  std::unordered_map<uint64_t, std::shared_ptr<TimerState>> timers;
+  std::unordered_map<uint64_t, std::shared_ptr<DnsCall>> dns;
+  size_t in_flight = 0;  // queued work items + callbacks running in plugin code
+  bool closed = false;
+
+  /** Counts a call into plugin code; false once unloading started. */
+  bool enter() {
+    std::lock_guard lock(mutex);
+    if (closed) return false;
+    ++in_flight;
+    return true;
+  }
+  void leave() {
+    std::lock_guard lock(mutex);
+    if (--in_flight == 0) idle.notify_all();
+  }
 };
 
 struct LoadRequest {
@@ -75,7 +99,7 @@ class LoadedPlugin {
   const std::string& state_dir() const { return state_dir_; }
   bool initializing() const { return initializing_; }
   postern_status_t subscribe(postern_stage_t stage);
-  const std::shared_ptr<TimerRegistry>& timers() const { return timers_; }
+  const std::shared_ptr<Outstanding>& outstanding() const { return outstanding_; }
 
  private:
   LoadedPlugin() = default;
@@ -92,7 +116,7 @@ class LoadedPlugin {
   void* instance_ = nullptr;
   postern_host host_{};
   std::bitset<64> subscribed_;
-  std::shared_ptr<TimerRegistry> timers_ = std::make_shared<TimerRegistry>();
+  std::shared_ptr<Outstanding> outstanding_ = std::make_shared<Outstanding>();
   bool initializing_ = false;
 };
 

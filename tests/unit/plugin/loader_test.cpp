@@ -1,6 +1,13 @@
 // The loader's refusal paths, one tiny plugin each (tests/abi/), and a good load.
 #include "core/plugin/loader.hpp"
 
+#include "core/dns/resolver.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <fstream>
+
 #include <gtest/gtest.h>
 #include <pugixml.hpp>
 
@@ -107,6 +114,51 @@ TEST(DescriptorTest, AbiCompatibilityRules) {
   EXPECT_NE(abi_incompatibility(2, 0), "");
   EXPECT_NE(abi_incompatibility(0, 9), "");
   EXPECT_NE(abi_incompatibility(1, POSTERN_ABI_VERSION_MINOR + 1), "");
+}
+
+}  // namespace
+}  // namespace postern::core::plugin
+
+namespace postern::core::plugin {
+namespace {
+
+// Unloading completes what the plugin left outstanding — timer (fired = 0),
+// DNS query (CANCELLED), queued work (runs) — before on_destroy, exactly once.
+TEST(LoaderTest, UnloadCompletesOutstandingCallbacksBeforeDestroy) {
+  const auto state = std::filesystem::temp_directory_path() / "postern-unload-test";
+  std::filesystem::remove_all(state);
+  boost::asio::io_context io;
+  boost::asio::thread_pool workers(1);
+  // A resolver pointed at a UDP port that never answers.
+  boost::asio::ip::udp::socket silent(io, boost::asio::ip::udp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
+  dns::ResolverOptions ro;
+  ro.servers = {"127.0.0.1:" + std::to_string(silent.local_endpoint().port())};
+  dns::Resolver resolver(io, ro);
+  HostServices services;
+  services.io = &io;
+  services.workers = &workers;
+  services.resolver = &resolver;
+  services.state_root = state;
+  pugi::xml_document doc;
+  doc.load_string("<plugin/>");
+  {
+    auto loaded = LoadedPlugin::load(request_for("callbacks", doc), services);
+    ASSERT_TRUE(std::holds_alternative<std::unique_ptr<LoadedPlugin>>(loaded)) << std::get<std::string>(loaded);
+    io.run_for(std::chrono::milliseconds(20));  // the query goes out; nothing answers
+  }  // unload here
+  io.run_for(std::chrono::milliseconds(50));  // late handlers must not call into the plugin
+  std::ifstream in(state / "callbacks" / "callbacks.log");
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(lines.back(), "destroyed");
+  auto has = [&](const std::string& s) { return std::find(lines.begin(), lines.end(), s) != lines.end(); };
+  EXPECT_TRUE(has("timer fired=0"));
+  EXPECT_TRUE(has("dns status=" + std::to_string(POSTERN_DNS_CANCELLED)));
+  EXPECT_TRUE(has("work done"));
+  workers.join();
+  resolver.shutdown();
+  std::filesystem::remove_all(state);
 }
 
 }  // namespace

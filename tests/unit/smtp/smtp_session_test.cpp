@@ -14,6 +14,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <list>
 #include <random>
 #include <thread>
 
@@ -122,6 +123,21 @@ class SmtpSessionTest : public ::testing::Test {
     listener_.tls = config::TlsMode::StartTls;
   }
 
+  /** Loads a test plugin from tests/abi (e.g. "good") into the chain the server will use. */
+  void add_plugin(const std::string& name, const std::string& config_xml) {
+    docs_.emplace_back();
+    ASSERT_TRUE(docs_.back().load_string(config_xml.c_str()));
+    plugin::LoadRequest r;
+    r.library = fs::path(POSTERN_ABI_PLUGIN_DIR) / (name + ".so");
+    r.descriptor = fs::path(POSTERN_ABI_PLUGIN_DIR) / (name + ".plugin.xml");
+    r.name = name;
+    r.config = docs_.back().document_element();
+    auto loaded = plugin::LoadedPlugin::load(r, plugin::HostServices{});
+    ASSERT_TRUE(std::holds_alternative<std::unique_ptr<plugin::LoadedPlugin>>(loaded))
+        << std::get<std::string>(loaded);
+    chain_->add(std::move(std::get<0>(loaded)), 2s, event::OnFailure::Continue);
+  }
+
   void start() {
     spool_ = std::make_unique<queue::Spool>(dir_ / "queue", 1);
     config::Certificate c;
@@ -135,7 +151,7 @@ class SmtpSessionTest : public ::testing::Test {
     c2.generate_if_missing = true;
     c2.names = {"other.example.test"};
     tls_ = std::make_shared<tls::TlsContext>(std::vector<config::Certificate>{c, c2});
-    auto chain = std::make_shared<event::Chain>();
+    event::ChainPtr chain = chain_;
     server_ = std::make_unique<SmtpServer>(io_, listener_, std::make_shared<const SmtpConfig>(cfg_),
                                            [chain] { return chain; }, *spool_, tls_, "mx.example.test");
     server_->start();
@@ -171,6 +187,8 @@ class SmtpSessionTest : public ::testing::Test {
   }
 
   fs::path dir_;
+  std::list<pugi::xml_document> docs_;
+  std::shared_ptr<event::Chain> chain_ = std::make_shared<event::Chain>();
   SmtpConfig cfg_;
   config::Listener listener_;
   net::io_context io_;
@@ -684,6 +702,88 @@ TEST_F(SmtpSessionTest, StopAnswers421ToIdleSessions) {
   EXPECT_TRUE(c->closed());
   for (int i = 0; i < 100 && server_->active_sessions() > 0; ++i) std::this_thread::sleep_for(5ms);
   EXPECT_EQ(server_->active_sessions(), 0u);
+}
+
+TEST_F(SmtpSessionTest, HookVerdictsMapToRepliesAndHeaderEditsAreApplied) {
+  add_plugin("good", R"(<plugin reject-local="bob" tempfail-local="carol"/>)");
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  c->cmd("MAIL FROM:<a@example.org>");
+  EXPECT_EQ(c->cmd("RCPT TO:<bob@example.test>"), 550);
+  EXPECT_EQ(c->last(), "550 5.7.1 rejected by good\r\n");
+  EXPECT_EQ(c->cmd("RCPT TO:<carol@example.test>"), 451);
+  EXPECT_EQ(c->last(), "451 4.7.1 try later, says good\r\n");
+  EXPECT_EQ(c->cmd("RCPT TO:<dave@example.test>"), 250) << "a rejected recipient does not end the session";
+  EXPECT_EQ(c->cmd("DATA"), 354);
+  EXPECT_EQ(c->cmd("Subject: hooks\r\n\r\nbody\r\n."), 250);
+  auto f = spooled();
+  ASSERT_EQ(f.size(), 1u);
+  ASSERT_EQ(f[0].envelope.recipients.size(), 1u);
+  EXPECT_EQ(f[0].envelope.recipients[0].address, "dave@example.test");
+  EXPECT_EQ(f[0].message.rfind("X-Good: seen\r\nReceived: from x ", 0), 0u) << f[0].message;
+}
+
+TEST_F(SmtpSessionTest, LowDiskTempFailsMail) {
+  cfg_.min_free_disk = uint64_t{1} << 60;
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  EXPECT_EQ(c->cmd("MAIL FROM:<a@example.org>"), 452);
+  EXPECT_NE(c->last().find("4.3.1"), std::string::npos);
+}
+
+TEST_F(SmtpSessionTest, TotalSessionLimit) {
+  cfg_.max_sessions = 1;
+  start();
+  auto a = connect();
+  Client b(server_->port());
+  EXPECT_EQ(b.code(), 421);
+  EXPECT_NE(b.last().find("4.7.0"), std::string::npos);
+}
+
+TEST_F(SmtpSessionTest, AuthFailureDelayGrows) {
+  listener_.cleartext_auth = true;
+  cfg_.auth_failure_delay = 100ms;
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  const std::string bad = "AUTH PLAIN " + base64_encode(std::string("\0alice@example.test\0nope", 24));
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(c->cmd(bad), 535);
+  auto t1 = std::chrono::steady_clock::now();
+  EXPECT_EQ(c->cmd(bad), 535);
+  auto t2 = std::chrono::steady_clock::now();
+  EXPECT_GE(t1 - t0, 100ms);
+  EXPECT_GE(t2 - t1, 200ms) << "doubled on the second failure";
+}
+
+TEST_F(SmtpSessionTest, ReceivedNamesTheProtocol) {
+  start();
+  const struct {
+    const char* helo;
+    const char* mail;
+    const char* with;
+  } cases[] = {
+      {"HELO old.example", "MAIL FROM:<a@example.org>", " with SMTP id "},
+      {"EHLO new.example", "MAIL FROM:<a@example.org> AUTH=<>", " with ESMTP id "},
+      {"EHLO new.example", "MAIL FROM:<a@example.org> SMTPUTF8", " with UTF8SMTP id "},
+  };
+  size_t n = 0;
+  for (const auto& k : cases) {
+    SCOPED_TRACE(k.with);
+    auto c = connect();
+    c->cmd(k.helo);
+    EXPECT_EQ(c->cmd(k.mail), 250) << c->last();
+    c->cmd("RCPT TO:<u@example.test>");
+    c->cmd("DATA");
+    EXPECT_EQ(c->cmd("Subject: p\r\n\r\n."), 250);
+    auto files = spooled();
+    ASSERT_EQ(files.size(), ++n);
+    bool found = false;
+    for (const auto& f : files) found = found || f.message.find(k.with) != std::string::npos;
+    EXPECT_TRUE(found);
+  }
 }
 
 TEST_F(SmtpSessionTest, BindFailureIsReported) {
