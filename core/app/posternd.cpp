@@ -98,6 +98,7 @@ Checked check(const std::string& file) {
   // The engine's own section reports into the same line table.
   config::Diagnostics diag(*lr.manifest->lines);
   auto smtp_cfg = std::make_shared<smtp::SmtpConfig>(smtp::parse_smtp_config(lr.manifest->smtp, diag));
+  smtp_cfg->scoring = lr.manifest->scoring;
   for (size_t i = lr.manifest->lines->errors().size(); i < diag.errors().size(); ++i) out.errors.push_back(diag.errors()[i]);
   if (out.errors.empty()) out.gen = Generation{lr.manifest, smtp_cfg};
   return out;

@@ -85,6 +85,16 @@ Outcome apply_answer(const HookSlot& slot, Stage stage, HookAnswer& a, EventData
   return o;
 }
 
+postern_verdict_t call_hook(const HookSlot& slot, Stage stage, EventData& ev, postern_event& pev,
+                            postern_hook_result_t& res) {
+  pev.data = &ev;
+  pev.stage = stage;
+  pev.plugin = slot.plugin;
+  res.struct_size = sizeof res;
+  ++bus_stats().hooks_called;
+  return slot.plugin->call(static_cast<postern_stage_t>(stage), &pev, &res);
+}
+
 }  // namespace
 
 BusStats& bus_stats() {
@@ -107,13 +117,8 @@ void Chain::add(std::unique_ptr<plugin::LoadedPlugin> p, std::chrono::millisecon
 Outcome Chain::run_sync(Stage stage, EventData& ev) const {
   for (const HookSlot& slot : subscribers(stage)) {
     postern_event pev;
-    pev.data = &ev;
-    pev.stage = stage;
-    pev.plugin = slot.plugin;
     postern_hook_result_t res{};
-    res.struct_size = sizeof res;
-    const postern_verdict_t v = slot.plugin->call(static_cast<postern_stage_t>(stage), &pev, &res);
-    ++bus_stats().hooks_called;
+    const postern_verdict_t v = call_hook(slot, stage, ev, pev, res);
     if (v == POSTERN_VERDICT_PENDING) {
       // No strand to wait on here: treat like a hook that cannot answer.
       if (pev.pending) pev.pending->abandon();
@@ -140,13 +145,8 @@ boost::asio::awaitable<Outcome> Chain::run(Stage stage, EventData& ev) const {
   const auto& slots = subscribers(stage);
   for (const HookSlot& slot : slots) {
     postern_event pev;
-    pev.data = &ev;
-    pev.stage = stage;
-    pev.plugin = slot.plugin;
     postern_hook_result_t res{};
-    res.struct_size = sizeof res;
-    const postern_verdict_t v = slot.plugin->call(static_cast<postern_stage_t>(stage), &pev, &res);
-    ++bus_stats().hooks_called;
+    const postern_verdict_t v = call_hook(slot, stage, ev, pev, res);
 
     HookAnswer answer;
     if (v == POSTERN_VERDICT_PENDING) {

@@ -1,5 +1,7 @@
 #include "core/smtp/server.hpp"
 
+#include "core/event/scoring.hpp"
+
 #include "core/log/log.hpp"
 #include "core/mime/mime.hpp"
 #include "core/queue/spool.hpp"
@@ -1037,6 +1039,7 @@ class Session : public std::enable_shared_from_this<Session> {
       co_return true;
     }
     std::string_view rest;
+    bool postmaster = false;
     PathResult path = parse_path(arg.substr(3), false, txn_.smtputf8, &rest);
     if (path.status == PathStatus::NonAscii) {
       error_reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8");
@@ -1047,6 +1050,7 @@ class Session : public std::enable_shared_from_this<Session> {
       std::string_view a = arg.substr(3);
       while (!a.empty() && a.front() == ' ') a.remove_prefix(1);
       if (starts_with_ci(a, "<postmaster>")) {
+        postmaster = true;
         path.status = PathStatus::Ok;
         path.mailbox.local = "postmaster";
         path.mailbox.domain = cfg_->local_domains.empty() ? srv_->server_name : cfg_->local_domains.front();
@@ -1095,7 +1099,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     const Mailbox& mb = path.mailbox;
     // Local or gateway domain, and a local part that cannot route elsewhere (%-hack, bang path).
-    const bool local = cfg_->accepts_domain(mb.domain) && !local_part_is_routing(mb);
+    const bool local = postmaster || (cfg_->accepts_domain(mb.domain) && !local_part_is_routing(mb));
     if (!local && !relay_ok) {
       error_reply(554, "5.7.1", fmt::format("<{}>: Relay access denied", clean_text(mb.str())));
       co_return true;
@@ -1304,6 +1308,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!discard) {
       auto ev = make_event("");
       auto o = co_await run_stage(event::Stage::DataEnd, ev);
+      // No hook decided: the score total decides (an explicit verdict outranks scores).
+      if (o.verdict == event::Verdict::Continue) o = event::apply_score_policy(cfg_->scoring, info_, ev_txn_);
       if (outcome_reply(o)) {
         log_outcome(size, fmt::format("{}{}", o.verdict == event::Verdict::Reject ? "rejected" : "tempfailed",
                                       o.decided_by.empty() ? "" : ":" + o.decided_by));

@@ -54,6 +54,10 @@ struct SmtpConfig {
   std::vector<std::string> relay_domains;    // gateway domains: accepted from anyone
   std::vector<config::NetRange> trusted_networks;
 
+  // Score thresholds (the manifest's <scoring>), applied at data_end when no
+  // hook decided (docs/event-bus.md).
+  config::ScoringPolicy scoring;
+
   /** Whether mail to `domain` is accepted from anyone (local or gateway). */
   bool accepts_domain(std::string_view domain) const;
   /** Whether `ip` (textual) is in trusted_networks. */

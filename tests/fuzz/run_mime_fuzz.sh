@@ -16,9 +16,7 @@ if command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
 CC=clang CXX=clang++ cmake -S "$root" -B "$build" "${generator[@]}" \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DPOSTERN_FUZZ=ON -DPOSTERN_BUILD_TESTS=ON -DPOSTERN_BUILD_BENCH=OFF \
-  -DPOSTERN_SANITIZE=ON \
-  -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link" \
-  -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link"
+  -DPOSTERN_SANITIZE=ON
 cmake --build "$build" --target postern_mime_fuzz
 
 work="$build/mime-fuzz"

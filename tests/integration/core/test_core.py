@@ -167,6 +167,27 @@ class PluginHostTest(unittest.TestCase):
             self.assertEqual(s.rcpt("second@example.test")[0], 550)
         self.assertIsNone(d.proc.poll(), "posternd must still run")
 
+    def send(self, d):
+        with smtplib.SMTP("127.0.0.1", d.port("smtp"), timeout=10) as s:
+            s.ehlo("client.example.org")
+            s.mail("a@example.org")
+            s.rcpt("b@example.test")
+            return s.data(MESSAGE)
+
+    def test_scores_over_the_header_threshold_mark_the_message(self):
+        d = self.start([("good", "")], extra_xml='<scoring add-header="0.4" reject="0"/>')
+        self.assertEqual(self.send(d)[0], 250)
+        msg = d.wait_for_messages(1)[0]["message"]
+        self.assertIn(b"X-Spam-Flag: YES", msg)
+        self.assertIn(b"GOOD_SEEN(0.50)", msg)
+
+    def test_scores_over_the_reject_threshold_reject_at_end_of_data(self):
+        d = self.start([("good", "")], extra_xml='<scoring add-header="0" reject="0.5"/>')
+        code, text = self.send(d)
+        self.assertEqual(code, 550)
+        self.assertIn(b"5.7.1 Message rejected as spam", text)
+        self.assertEqual(d.spool_messages(), [])
+
     def test_posternctl_prints_the_chain_per_stage(self):
         d = Daemon(smtp_xml=LOCAL, listeners=PLAIN, plugins=[("good", ""), ("async", ""), ("abi_major", "")],
                    plugin_dirs=[ABI_PLUGINS])
