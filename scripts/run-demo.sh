@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+export CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=true
 scripts/build.sh
 mkdir -p var
 exec build/bin/posternd --config config/postern.xml --foreground

@@ -158,11 +158,13 @@ boost::asio::awaitable<Outcome> Chain::run(Stage stage, EventData& ev) const {
         continue;
       }
       ++bus_stats().hooks_pending;
-      auto wait = std::make_shared<plugin::PendingWait>(co_await boost::asio::this_coro::executor);
-      wait->timer.expires_after(slot.timeout);
+      const auto executor = co_await boost::asio::this_coro::executor;
+      boost::asio::steady_timer timer(executor, slot.timeout);
+      auto wait = std::make_shared<plugin::PendingWait>(executor);
+      wait->timer = &timer;
       pev.pending->attach(wait);
       if (!wait->done) {
-        co_await wait->timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+        co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
       }
       if (!wait->done) {
         // Timed out: a later completion is ignored and counted.
@@ -174,6 +176,7 @@ boost::asio::awaitable<Outcome> Chain::run(Stage stage, EventData& ev) const {
         if (decided) co_return o;
         continue;
       }
+      wait->timer = nullptr;
       answer = std::move(*wait->answer);
     } else {
       if (pev.pending) pev.pending->abandon();

@@ -591,7 +591,7 @@ bool PendingCore::complete(HookAnswer answer, bool counts_as_late_if_refused) {
     }
     s->done = true;
     s->answer = std::move(a);
-    s->timer.cancel();
+    if (s->timer != nullptr) s->timer->cancel();
   });
   return true;
 }

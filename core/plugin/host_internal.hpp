@@ -42,10 +42,13 @@ struct HookAnswer {
  * (on the session's strand); a completion posts the answer there and cancels it.
  */
 struct PendingWait {
-  explicit PendingWait(boost::asio::any_io_executor ex) : executor(ex), timer(ex) {}
+  explicit PendingWait(boost::asio::any_io_executor ex) : executor(std::move(ex)) {}
   boost::asio::any_io_executor executor;
-  boost::asio::steady_timer timer;
-  bool done = false;  // strand only
+  // The timer lives in the runner's coroutine frame, never here: a plugin
+  // thread may drop the last reference to this object, and an Asio timer must
+  // not be destroyed there. Valid while !done; both touched on the strand only.
+  boost::asio::steady_timer* timer = nullptr;
+  bool done = false;
   std::optional<HookAnswer> answer;
 };
 

@@ -6,9 +6,11 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <fcntl.h>
 #include <fstream>
+#include <future>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -24,6 +26,12 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::string_view kMagic = "postern-spool 1";
+// Writers spend their time waiting in fsync(); more of them waiting together
+// means fewer device flushes per message.
+constexpr size_t kMinWriterThreads = 16;
+// Committers: while one waits for its directory fsync, the next can already
+// rename and fsync the messages that arrived meanwhile.
+constexpr size_t kCommitters = 2;
 
 [[noreturn]] void throw_errno(const std::string& what) {
   throw std::system_error(errno, std::generic_category(), what);
@@ -79,15 +87,23 @@ std::optional<BodyType> body_type_from_name(std::string_view name) {
 }
 
 Spool::Spool(fs::path queue_dir, size_t worker_threads)
-    : dir_(std::move(queue_dir)), pool_(worker_threads == 0 ? 1 : worker_threads) {
+    : dir_(std::move(queue_dir)), pool_(std::max(worker_threads, kMinWriterThreads)) {
   for (const char* sub : {"tmp", "incoming", "quarantine"}) fs::create_directories(dir_ / sub);
   // Leftovers in tmp/ were never acknowledged to a client (the rename is the commit point).
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir_ / "tmp", ec)) fs::remove(entry.path(), ec);
+  for (size_t i = 0; i < kCommitters; ++i) committers_.emplace_back([this] { committer_loop(); });
 }
 
 Spool::~Spool() {
+  // Writers first (they enqueue), then the committer finishes what is pending.
   pool_.join();
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : committers_) t.join();
 }
 
 std::string Spool::new_queue_id() {
@@ -137,7 +153,52 @@ std::string Spool::format_envelope(const Envelope& env, size_t message_size) {
   return out;
 }
 
-void Spool::store(const Envelope& env, std::string_view message, std::string_view subdir) {
+struct Spool::Commit {
+  virtual ~Commit() {
+    if (fd >= 0) ::close(fd);
+  }
+  /** Delivers `error` (null: durable) to whoever waits; called exactly once, on the committer thread. */
+  virtual void complete() = 0;
+
+  int fd = -1;  // the tmp file while prepare() writes it
+  fs::path tmp;
+  fs::path final_path;
+  fs::path target_dir;
+  std::exception_ptr error;
+  bool renamed = false;
+};
+
+namespace {
+
+std::exception_ptr errno_error(int err, const std::string& what) {
+  return std::make_exception_ptr(std::system_error(err, std::generic_category(), what));
+}
+
+/** store(): the blocking caller waits on a promise. */
+struct PromiseCommit final : Spool::Commit {
+  std::promise<void> done;
+  void complete() override {
+    if (error) done.set_exception(error);
+    else done.set_value();
+  }
+};
+
+/** async_store(): the completion handler runs on its own executor. */
+template <typename Handler, typename Work>
+struct HandlerCommit final : Spool::Commit {
+  HandlerCommit(Handler h, Work w) : handler(std::move(h)), work(std::move(w)) {}
+  void complete() override {
+    auto ex = work.get_executor();
+    boost::asio::dispatch(ex, [handler = std::move(handler), error = error]() mutable { std::move(handler)(error); });
+    work.reset();
+  }
+  Handler handler;
+  Work work;
+};
+
+}  // namespace
+
+void Spool::prepare(Commit& c, const Envelope& env, std::string_view message, std::string_view subdir) {
   if (env.queue_id.empty() || env.queue_id.find('/') != std::string::npos || env.queue_id[0] == '.') {
     throw std::invalid_argument("spool: bad queue id");
   }
@@ -145,55 +206,124 @@ void Spool::store(const Envelope& env, std::string_view message, std::string_vie
     throw std::invalid_argument("spool: bad subdir");
   }
   const std::string header = format_envelope(env, message.size());
-  const fs::path target_dir = dir_ / std::string(subdir);
-  if (!fs::is_directory(target_dir)) fs::create_directories(target_dir);
-  const fs::path tmp = dir_ / "tmp" / (env.queue_id + ".tmp");
-  const fs::path final_path = target_dir / env.queue_id;
+  c.target_dir = dir_ / std::string(subdir);
+  if (!fs::is_directory(c.target_dir)) fs::create_directories(c.target_dir);
+  c.tmp = dir_ / "tmp" / (env.queue_id + ".tmp");
+  c.final_path = c.target_dir / env.queue_id;
 
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) throw_errno("spool: create " + tmp.string());
+  c.fd = ::open(c.tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (c.fd < 0) throw_errno("spool: create " + c.tmp.string());
   try {
-    write_all(fd, header, tmp.string());
-    write_all(fd, message, tmp.string());
-    if (::fsync(fd) != 0) throw_errno("spool: fsync " + tmp.string());
-    if (::close(fd) != 0) {
-      fd = -1;
-      throw_errno("spool: close " + tmp.string());
-    }
-    fd = -1;
-    if (::rename(tmp.c_str(), final_path.c_str()) != 0) throw_errno("spool: rename to " + final_path.string());
+    write_all(c.fd, header, c.tmp.string());
+    write_all(c.fd, message, c.tmp.string());
+    // Postfix discipline: a queue file is ready only after fsync. Many writers
+    // fsync at once, so the device flushes they cause are shared (the block
+    // layer merges flushes that are pending together).
+    if (::fsync(c.fd) != 0) throw_errno("spool: fsync " + c.tmp.string());
+    const int fd = c.fd;
+    c.fd = -1;
+    if (::close(fd) != 0) throw_errno("spool: close " + c.tmp.string());
   } catch (...) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  // The rename is durable only once the directory entry is on disk (Postfix discipline).
-  try {
-    fsync_dir(target_dir);
-  } catch (...) {
-    ::unlink(final_path.c_str());
+    if (c.fd >= 0) ::close(c.fd);
+    c.fd = -1;
+    ::unlink(c.tmp.c_str());
     throw;
   }
 }
 
+void Spool::enqueue(std::unique_ptr<Commit> c) {
+  {
+    std::lock_guard lock(mu_);
+    pending_.push_back(std::move(c));
+  }
+  cv_.notify_one();
+}
+
+void Spool::committer_loop() {
+  std::vector<std::unique_ptr<Commit>> batch;
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+      if (pending_.empty()) return;  // stopping, and nothing left to commit
+      // No artificial delay: whatever arrived while the previous batch was
+      // being fsynced is the next batch, so batches grow with the load.
+      batch.swap(pending_);
+    }
+    commit_batch(batch);
+    batch.clear();
+  }
+}
+
+void Spool::commit_batch(std::vector<std::unique_ptr<Commit>>& batch) {
+  batches_.fetch_add(1, std::memory_order_relaxed);
+  // Each file was written and fsynced by its writer (prepare()).
+  // 1. rename: the commit point of each message.
+  for (auto& c : batch) {
+    if (c->error) continue;
+    if (::rename(c->tmp.c_str(), c->final_path.c_str()) != 0) {
+      c->error = errno_error(errno, "spool: rename to " + c->final_path.string());
+      ::unlink(c->tmp.c_str());
+      continue;
+    }
+    c->renamed = true;
+  }
+  // 2. One fsync per directory makes all of its new entries durable at once.
+  std::vector<const fs::path*> dirs;
+  for (auto& c : batch) {
+    if (!c->renamed) continue;
+    if (std::none_of(dirs.begin(), dirs.end(), [&](const fs::path* d) { return *d == c->target_dir; }))
+      dirs.push_back(&c->target_dir);
+  }
+  for (const fs::path* d : dirs) {
+    std::exception_ptr error;
+    try {
+      fsync_dir(*d);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    if (!error) continue;
+    // Not durable: withdraw every message of this directory (none was acknowledged yet).
+    for (auto& c : batch) {
+      if (c->renamed && c->target_dir == *d) {
+        ::unlink(c->final_path.c_str());
+        c->renamed = false;
+        c->error = error;
+      }
+    }
+  }
+  // 3. Only now does anyone hear about it.
+  for (auto& c : batch) c->complete();
+}
+
+void Spool::store(const Envelope& env, std::string_view message, std::string_view subdir) {
+  auto c = std::make_unique<PromiseCommit>();
+  prepare(*c, env, message, subdir);
+  auto done = c->done.get_future();
+  enqueue(std::move(c));
+  done.get();
+}
+
 boost::asio::awaitable<void> Spool::async_store(const Envelope& envelope, std::string_view message,
                                                 std::string_view subdir) {
-  // Completion-handler style: store() runs on the pool, the result is dispatched
-  // back to the awaiting coroutine's executor. The references stay valid
-  // because the caller is suspended until then.
+  // Completion-handler style: the tmp file is written on the pool, the committer
+  // completes the handler on the awaiting coroutine's executor. The references
+  // stay valid because the caller is suspended until then.
   return boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(std::exception_ptr)>(
       [this, &envelope, message, subdir](auto handler) {
         auto work = boost::asio::make_work_guard(boost::asio::get_associated_executor(handler));
         boost::asio::post(pool_, [this, &envelope, message, subdir, handler = std::move(handler),
                                   work = std::move(work)]() mutable {
-          std::exception_ptr error;
+          using Commit = HandlerCommit<decltype(handler), decltype(work)>;
+          auto c = std::make_unique<Commit>(std::move(handler), std::move(work));
           try {
-            store(envelope, message, subdir);
+            prepare(*c, envelope, message, subdir);
           } catch (...) {
-            error = std::current_exception();
+            c->error = std::current_exception();
+            c->complete();
+            return;
           }
-          auto ex = work.get_executor();
-          boost::asio::dispatch(ex, [handler = std::move(handler), error]() mutable { std::move(handler)(error); });
+          enqueue(std::move(c));
         });
       },
       boost::asio::use_awaitable);

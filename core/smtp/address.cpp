@@ -102,7 +102,14 @@ bool is_address_literal(std::string_view s) {
   std::string_view inner = s.substr(1, s.size() - 2);
   boost::system::error_code ec;
   if (inner.size() > 5 && iequals(inner.substr(0, 5), "IPv6:")) {
-    (void)boost::asio::ip::make_address_v6(std::string(inner.substr(5)), ec);
+    // RFC 5321 §4.1.3 IPv6-addr: hex digits, ':' and the '.' of an IPv4 tail only.
+    // Checked first: the parser below stops at a NUL (C string) and accepts a
+    // "%scope" suffix, so "[IPv6:::\0<junk>]" or "[IPv6:fe80::1%eth0]" would pass.
+    const std::string_view v6 = inner.substr(5);
+    for (unsigned char c : v6) {
+      if (!(is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '.')) return false;
+    }
+    (void)boost::asio::ip::make_address_v6(std::string(v6), ec);
     return !ec;
   }
   // IPv4-address-literal: exactly four decimal octets.

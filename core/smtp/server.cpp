@@ -1287,10 +1287,14 @@ class Session : public std::enable_shared_from_this<Session> {
     full += body;
     body.clear();
     body.shrink_to_fit();
-    try {
-      ev_txn_.message = std::make_shared<const mime::Message>(mime::Message::parse(full));
-    } catch (const std::exception& e) {
-      log::warn("smtp", "qid={} MIME parse failed: {}", ev_txn_.queue_id, e.what());
+    // The parsed message is for the hooks (and the score policy, which only has
+    // scores when some plugin gave them): without plugins nobody reads it.
+    if (chain_ && !chain_->plugins().empty()) {
+      try {
+        ev_txn_.message = std::make_shared<const mime::Message>(mime::Message::parse(full));
+      } catch (const std::exception& e) {
+        log::warn("smtp", "qid={} MIME parse failed: {}", ev_txn_.queue_id, e.what());
+      }
     }
 
     std::string subdir = "incoming";

@@ -5,12 +5,14 @@
 #include <boost/asio/use_future.hpp>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <random>
 #include <set>
 #include <thread>
+#include <vector>
 
 namespace postern::core::queue {
 namespace {
@@ -180,6 +182,96 @@ TEST(SpoolTest, AsyncStorePropagatesErrors) {
       io, [&]() -> boost::asio::awaitable<void> { co_await spool.async_store(e, "x"); }, boost::asio::use_future);
   io.run();
   EXPECT_THROW(fut.get(), std::invalid_argument);
+}
+
+TEST(SpoolTest, GroupCommitCompletesManyConcurrentStoresDurably) {
+  TempDir tmp;
+  Spool spool(tmp.path, 2);
+  boost::asio::io_context io;
+  constexpr int kMessages = 200;
+  std::vector<Envelope> envs;
+  for (int i = 0; i < kMessages; ++i) envs.push_back(sample(spool));
+  std::vector<std::string> bodies;
+  for (int i = 0; i < kMessages; ++i) bodies.push_back("Subject: " + std::to_string(i) + "\r\n\r\nbody\r\n");
+  int completed = 0;
+  int failed = 0;
+  for (int i = 0; i < kMessages; ++i) {
+    boost::asio::co_spawn(
+        io, [&, i]() -> boost::asio::awaitable<void> { co_await spool.async_store(envs[i], bodies[i]); },
+        [&](std::exception_ptr e) { ++(e ? failed : completed); });
+  }
+  // Two threads drive the completions, like posternd's I/O threads.
+  std::thread second([&] { io.run(); });
+  io.run();
+  second.join();
+  EXPECT_EQ(completed, kMessages);
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(count_files(tmp.path / "incoming"), static_cast<size_t>(kMessages));
+  EXPECT_EQ(count_files(tmp.path / "tmp"), 0u);
+  for (int i = 0; i < kMessages; ++i) {
+    auto loaded = Spool::load(tmp.path / "incoming" / envs[i].queue_id);
+    ASSERT_TRUE(loaded) << i;
+    EXPECT_EQ(loaded->message, bodies[i]);
+  }
+  // Concurrent stores share fsyncs: never more batches than messages.
+  EXPECT_GE(spool.commit_batches(), 1u);
+  EXPECT_LE(spool.commit_batches(), static_cast<uint64_t>(kMessages));
+}
+
+TEST(SpoolTest, GroupCommitFailureOfOneFileFailsOnlyThatOne) {
+  TempDir tmp;
+  Spool spool(tmp.path, 2);
+  boost::asio::io_context io;
+  constexpr int kMessages = 30;
+  constexpr int kBad = 17;
+  std::vector<Envelope> envs;
+  for (int i = 0; i < kMessages; ++i) envs.push_back(sample(spool));
+  // A non-empty directory where message kBad's file should go: its rename fails
+  // inside the committer, in the same batch as its neighbours.
+  fs::create_directories(tmp.path / "incoming" / envs[kBad].queue_id / "occupied");
+  std::vector<std::exception_ptr> results(kMessages);
+  std::vector<bool> done(kMessages, false);
+  for (int i = 0; i < kMessages; ++i) {
+    boost::asio::co_spawn(
+        io, [&, i]() -> boost::asio::awaitable<void> { co_await spool.async_store(envs[i], "Subject: x\r\n\r\n"); },
+        [&, i](std::exception_ptr e) {
+          results[i] = e;
+          done[i] = true;
+        });
+  }
+  io.run();
+  for (int i = 0; i < kMessages; ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_TRUE(done[i]);
+    if (i == kBad) {
+      ASSERT_TRUE(results[i]);
+      EXPECT_THROW(std::rethrow_exception(results[i]), std::system_error);
+      EXPECT_TRUE(fs::is_directory(tmp.path / "incoming" / envs[i].queue_id / "occupied")) << "not clobbered";
+    } else {
+      EXPECT_FALSE(results[i]);
+      EXPECT_TRUE(Spool::load(tmp.path / "incoming" / envs[i].queue_id));
+    }
+  }
+  EXPECT_EQ(count_files(tmp.path / "tmp"), 0u) << "the failed tmp file is removed";
+}
+
+TEST(SpoolTest, BlockingStoresFromManyThreadsAreAllDurable) {
+  TempDir tmp;
+  Spool spool(tmp.path, 2);
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 10; ++i) {
+        Envelope e = sample(spool);
+        spool.store(e, "x");
+        if (fs::exists(tmp.path / "incoming" / e.queue_id)) ++ok;  // visible as soon as store() returns
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 80);
+  EXPECT_EQ(count_files(tmp.path / "incoming"), 80u);
 }
 
 }  // namespace
