@@ -8,6 +8,7 @@ PACKAGES=(
   libboost1.81-dev libssl-dev libsqlite3-dev libpugixml-dev libc-ares-dev libfmt-dev
   libcrypt-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3 openssl swaks postfix dnsmasq-base
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -2,13 +2,6 @@
 # DATA/BDAT state machine. Included from tests/fuzz/CMakeLists.txt (POSTERN_FUZZ=ON,
 # clang); tests/fuzz/run_smtp_fuzz.sh builds and runs them.
 
-# clang 14 cannot emit UBSan's function-type check for split coroutines
-# ("Cannot represent a difference across sections", e.g. core/event/chain.cpp):
-# leave that one check out of the core; every other ASan/UBSan check stays.
-if(POSTERN_SANITIZE)
-  target_compile_options(postern_core PRIVATE -fno-sanitize=function)
-endif()
-
 # Coverage feedback for the code under test only (see the note on the MIME sources).
 set(POSTERN_SMTP_FUZZ_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/../../core/smtp/address.cpp

@@ -23,6 +23,9 @@ TEST(AddressParserTest, ParsesPathsStrictly) {
       {"<\"a\\\"b\"@example.org>", false, false, PathStatus::Ok, "\"a\\\"b\"", "example.org"},
       {"<user@[192.0.2.1]>", false, false, PathStatus::Ok, "user", "[192.0.2.1]"},
       {"<user@[IPv6:2001:db8::1]>", false, false, PathStatus::Ok, "user", "[IPv6:2001:db8::1]"},
+      // Found by the fuzzer: a scope id or trailing junk in an address literal.
+      {"<root@[IPv6:fe80::1%eth0]>", false, false, PathStatus::Syntax, "", ""},
+      {"<root@[IPv6:::1 x]>", false, false, PathStatus::Syntax, "", ""},
       {"<>", true, false, PathStatus::Null, "", ""},
       {"<>", false, false, PathStatus::Syntax, "", ""},
       {"alice@example.org", false, false, PathStatus::Syntax, "", ""},
