@@ -1,6 +1,7 @@
 // A well-behaved SDK plugin for loader and bus tests: rejects the recipient
 // whose local part is `reject-local`, tempfails `tempfail-local`, adds a
-// header and a symbol at data_end.
+// header and a symbol at data_end; `data-end` = discard | quarantine,
+// `add-rcpt` / `remove-rcpt` edit the envelope there.
 #include <postern/sdk/sdk.hpp>
 
 namespace {
@@ -16,9 +17,16 @@ class Good {
     reject_ = ctx.config().attr_or("reject-local", "");
     tempfail_ = ctx.config().attr_or("tempfail-local", "");
     ctx.on_rcpt_to([this](sdk::Event& ev) { return check(ev.rcpt()); });
-    ctx.on_data_end([](sdk::Event& ev) {
+    data_end_verdict_ = ctx.config().attr_or("data-end", "");
+    add_rcpt_ = ctx.config().attr_or("add-rcpt", "");
+    remove_rcpt_ = ctx.config().attr_or("remove-rcpt", "");
+    ctx.on_data_end([this](sdk::Event& ev) {
       ev.add_header("X-Good", "seen");
       ev.add_symbol("GOOD_SEEN", 0.5, "test");
+      if (!add_rcpt_.empty()) ev.add_recipient(add_rcpt_);
+      if (!remove_rcpt_.empty()) ev.remove_recipient(remove_rcpt_);
+      if (data_end_verdict_ == "discard") return sdk::HookResult::discard();
+      if (data_end_verdict_ == "quarantine") return sdk::HookResult::quarantine("held by good");
       return sdk::HookResult{};
     });
     return sdk::Status::ok();
@@ -33,6 +41,9 @@ class Good {
   }
   std::string reject_;
   std::string tempfail_;
+  std::string data_end_verdict_;
+  std::string add_rcpt_;
+  std::string remove_rcpt_;
 };
 
 }  // namespace

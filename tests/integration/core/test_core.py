@@ -188,6 +188,32 @@ class PluginHostTest(unittest.TestCase):
         self.assertIn(b"5.7.1 Message rejected as spam", text)
         self.assertEqual(d.spool_messages(), [])
 
+    def test_discard_answers_250_and_stores_nothing(self):
+        d = self.start([("good", "", {"data-end": "discard"})])
+        self.assertEqual(self.send(d)[0], 250)
+        time.sleep(0.2)
+        self.assertEqual(d.spool_messages(), [])
+        self.assertEqual(d.spool_messages("quarantine"), [])
+
+    def test_quarantine_stores_into_the_quarantine_queue(self):
+        d = self.start([("good", "", {"data-end": "quarantine"})])
+        self.assertEqual(self.send(d)[0], 250)
+        held = d.wait_for_messages(1, "quarantine")
+        self.assertEqual(len(held), 1)
+        self.assertEqual(d.spool_messages(), [])
+
+    def test_data_end_hook_edits_the_envelope(self):
+        d = self.start([("good", "", {"add-rcpt": "archive@example.test", "remove-rcpt": "b@example.test"})])
+        with smtplib.SMTP("127.0.0.1", d.port("smtp"), timeout=10) as s:
+            s.ehlo("client.example.org")
+            s.mail("a@example.org")
+            s.rcpt("b@example.test")
+            s.rcpt("c@example.test")
+            self.assertEqual(s.data(MESSAGE)[0], 250)
+        msg = d.wait_for_messages(1)[0]
+        rcpts = sorted(r["address"] for r in msg["rcpts"])
+        self.assertEqual(rcpts, ["archive@example.test", "c@example.test"])
+
     def test_posternctl_prints_the_chain_per_stage(self):
         d = Daemon(smtp_xml=LOCAL, listeners=PLAIN, plugins=[("good", ""), ("async", ""), ("abi_major", "")],
                    plugin_dirs=[ABI_PLUGINS])
