@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 export CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=true
+export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 scripts/build.sh
 mkdir -p var
 exec build/bin/posternd --config config/postern.xml --foreground

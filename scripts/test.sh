@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 scripts/deps.sh
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
-# Cache hits across clones in different directories (CI builds a fresh clone).
+# Cache hits across clones in different directories (CI builds a fresh clone),
+# and for the core's precompiled-header compilations.
 export CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=true
+export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 
 echo "== build (RelWithDebInfo)"
 scripts/build.sh
