@@ -4,6 +4,8 @@
 #include "core/plugin/host_internal.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/query.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -162,14 +164,18 @@ boost::asio::awaitable<Outcome> Chain::run(Stage stage, EventData& ev) const {
       boost::asio::steady_timer timer(executor, slot.timeout);
       auto wait = std::make_shared<plugin::PendingWait>(executor);
       wait->timer = &timer;
-      pev.pending->attach(wait);
+      // Sessions run on an io_context (posternd, tests); the completion is
+      // posted to it and then dispatched onto this strand.
+      auto& io = static_cast<boost::asio::io_context&>(
+          boost::asio::query(executor, boost::asio::execution::context));
+      pev.pending->attach(wait, io);
       if (!wait->done) {
         co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
       }
       if (!wait->done) {
         // Timed out: a later completion is ignored and counted.
         wait->done = true;
-        pev.pending->abandon();
+        pev.pending->stop_waiting(true);
         ++bus_stats().hook_timeouts;
         bool decided = false;
         Outcome o = failure_outcome(slot, stage, "timed out", decided);
@@ -177,6 +183,7 @@ boost::asio::awaitable<Outcome> Chain::run(Stage stage, EventData& ev) const {
         continue;
       }
       wait->timer = nullptr;
+      pev.pending->stop_waiting(false);
       answer = std::move(*wait->answer);
     } else {
       if (pev.pending) pev.pending->abandon();

@@ -8,6 +8,7 @@
 #include "core/log/log.hpp"
 #include "core/mime/mime.hpp"
 
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
@@ -568,35 +569,40 @@ void add_symbol(event::EventData& ev, event::Symbol symbol) {
 }
 
 bool PendingCore::complete(HookAnswer answer, bool counts_as_late_if_refused) {
-  std::shared_ptr<PendingWait> wait;
-  {
-    std::lock_guard lock(mutex);
-    if (state != State::Open) {
-      if (counts_as_late_if_refused) ++event::bus_stats().late_completions;
-      return false;
-    }
-    state = State::Completed;
-    answer.symbols = std::move(symbols);
-    wait = waiter.lock();
-    if (!wait) {
-      early = std::move(answer);
-      return true;
-    }
+  std::lock_guard lock(mutex);
+  if (state != State::Open) {
+    if (counts_as_late_if_refused) ++event::bus_stats().late_completions;
+    return false;
   }
-  boost::asio::post(wait->executor, [w = std::weak_ptr<PendingWait>(wait), a = std::move(answer)]() mutable {
-    auto s = w.lock();
-    if (!s || s->done) {
+  state = State::Completed;
+  answer.symbols = std::move(symbols);
+  if (!waiting) {
+    early = std::move(answer);
+    return true;
+  }
+  // Posted under the mutex: the runner cannot stop waiting (and its io_context
+  // cannot go away) before the handler is queued. The handler takes the strong
+  // reference on an I/O thread and moves onto the session's strand.
+  boost::asio::post(io->get_executor(), [w = waiter, a = std::move(answer)]() mutable {
+    std::shared_ptr<PendingWait> wait = w.lock();
+    if (!wait) {
       ++event::bus_stats().late_completions;
       return;
     }
-    s->done = true;
-    s->answer = std::move(a);
-    if (s->timer != nullptr) s->timer->cancel();
+    boost::asio::dispatch(wait->executor, [wait, a = std::move(a)]() mutable {
+      if (wait->done) {
+        ++event::bus_stats().late_completions;
+        return;
+      }
+      wait->done = true;
+      wait->answer = std::move(a);
+      if (wait->timer != nullptr) wait->timer->cancel();
+    });
   });
   return true;
 }
 
-void PendingCore::attach(const std::shared_ptr<PendingWait>& wait) {
+void PendingCore::attach(const std::shared_ptr<PendingWait>& wait, boost::asio::io_context& ctx) {
   std::optional<HookAnswer> ready;
   {
     std::lock_guard lock(mutex);
@@ -604,7 +610,9 @@ void PendingCore::attach(const std::shared_ptr<PendingWait>& wait) {
       ready = std::move(early);
       early.reset();
     } else {
+      io = &ctx;
       waiter = wait;
+      waiting = true;
     }
   }
   if (ready) {
@@ -614,9 +622,12 @@ void PendingCore::attach(const std::shared_ptr<PendingWait>& wait) {
   }
 }
 
-void PendingCore::abandon() {
+void PendingCore::stop_waiting(bool abandon_it) {
   std::lock_guard lock(mutex);
-  if (state == State::Open) state = State::Abandoned;
+  waiting = false;
+  if (abandon_it && state == State::Open) state = State::Abandoned;
 }
+
+void PendingCore::abandon() { stop_waiting(true); }
 
 }  // namespace postern::core::plugin

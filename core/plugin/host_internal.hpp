@@ -6,6 +6,7 @@
 #include "core/plugin/loader.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
@@ -80,13 +81,21 @@ struct PendingCore {
   std::string plugin;
   std::vector<event::Symbol> symbols;
   std::optional<HookAnswer> early;     // completed before the runner attached
+  // While `waiting`, the runner's io_context is alive and a completion may be
+  // posted to it. A plugin thread never holds a strong reference to the
+  // PendingWait (nor a copy of its strand): their destruction must happen on
+  // the I/O side, which may destroy the io_context right after.
+  boost::asio::io_context* io = nullptr;
   std::weak_ptr<PendingWait> waiter;
+  bool waiting = false;
 
   /** Completes (first wins). @return false if already completed or abandoned. */
   bool complete(HookAnswer answer, bool counts_as_late_if_refused);
-  /** The runner starts waiting; delivers an early completion at once. */
-  void attach(const std::shared_ptr<PendingWait>& wait);
-  /** The runner gave up (timeout) or the hook did not return Pending. */
+  /** The runner starts waiting on `io`; delivers an early completion at once. */
+  void attach(const std::shared_ptr<PendingWait>& wait, boost::asio::io_context& io);
+  /** The runner stops waiting; with `abandon`, later completions are refused. */
+  void stop_waiting(bool abandon);
+  /** The hook did not return Pending after all: later completions are refused. */
   void abandon();
 };
 
