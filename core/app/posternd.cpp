@@ -22,7 +22,9 @@
 #include "core/tls/tls_context.hpp"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <fmt/format.h>
 
@@ -179,7 +181,12 @@ class Daemon {
     for (size_t i = 1; i < io_threads; ++i) threads.emplace_back([this] { io_.run(); });
     io_.run();
     for (auto& t : threads) t.join();
+    // Teardown while every service plugins may use still exists: servers,
+    // then the chain (destroyed on the control thread), then the pools.
+    servers_.clear();
+    std::atomic_store(&chain_, event::ChainPtr());
     workers_->join();
+    control_.join();
     log::info("main", "posternd stopped");
     return 0;
   }
@@ -187,26 +194,54 @@ class Daemon {
  private:
   event::ChainPtr current_chain() const { return std::atomic_load(&chain_); }
 
+  /**
+   * Builds a chain; runs on the main thread at start and on the control
+   * thread at reload. The last session to drop a chain may be on an I/O
+   * thread: its deleter hands the chain to the control thread, where plugins
+   * are quiesced and destroyed without stalling any session.
+   */
   void install_chain(const std::shared_ptr<const config::Manifest>& manifest) {
     plugin::BuiltChain built = plugin::build_chain(manifest, services_);
     for (const std::string& why : built.refused) log::error("plugin", "{}", why);
-    std::atomic_store(&chain_, event::ChainPtr(built.chain));
+    event::Chain* raw = built.chain.get();
+    event::ChainPtr chain(raw, [this, owner = std::move(built.chain)](const event::Chain*) mutable {
+      boost::asio::post(control_, [doomed = std::move(owner)]() mutable { doomed.reset(); });
+    });
+    std::atomic_store(&chain_, std::move(chain));
   }
 
   void wait_signal(boost::asio::signal_set& signals) {
     signals.async_wait([this, &signals](boost::system::error_code ec, int sig) {
       if (ec) return;
       if (sig == SIGHUP) {
-        reload();
+        // Plugin init runs on the control thread, never on an I/O thread.
+        boost::asio::post(control_, [this] { reload(); });
         wait_signal(signals);
         return;
       }
       log::info("main", "signal={} stopping", sig);
       for (auto& s : servers_) s->stop();
-      resolver_->shutdown();
-      io_.stop();
+      drain(std::chrono::steady_clock::now() + kDrainTime);
     });
   }
+
+  // Lets sessions answer 421 and run their disconnect hooks; then stops I/O.
+  void drain(std::chrono::steady_clock::time_point deadline) {
+    size_t active = 0;
+    for (auto& s : servers_) active += s->active_sessions();
+    if (active == 0 || std::chrono::steady_clock::now() >= deadline) {
+      if (active != 0) log::warn("main", "{} session(s) still open after the drain time; closing", active);
+      resolver_->shutdown();
+      io_.stop();
+      return;
+    }
+    drain_timer_.expires_after(std::chrono::milliseconds(50));
+    drain_timer_.async_wait([this, deadline](boost::system::error_code ec) {
+      if (!ec) drain(deadline);
+    });
+  }
+
+  static constexpr std::chrono::seconds kDrainTime{10};
 
   void reload() {
     const std::string file = gen_.manifest->path.string();
@@ -227,7 +262,11 @@ class Daemon {
 
   Generation gen_;
   bool foreground_;
+  // Loading (reload) and unloading plugins; declared before io_ so that it
+  // outlives anything the io_context's destruction may still release.
+  boost::asio::thread_pool control_{1};
   boost::asio::io_context io_;
+  boost::asio::steady_timer drain_timer_{io_};
   std::unique_ptr<boost::asio::thread_pool> workers_;
   std::unique_ptr<dns::Resolver> resolver_;
   plugin::HostServices services_;

@@ -106,7 +106,14 @@ BusStats& bus_stats() {
 
 Chain::~Chain() {
   // Destroy in reverse manifest order, as plugins were initialised in order.
-  while (!plugins_.empty()) plugins_.pop_back();
+  while (!plugins_.empty()) {
+    if (!plugins_.back()->quiesce()) {
+      // Its code still runs: leak the whole plugin (code, instance, host
+      // handle) rather than free memory a running call may use.
+      (void)plugins_.back().release();
+    }
+    plugins_.pop_back();
+  }
 }
 
 void Chain::add(std::unique_ptr<plugin::LoadedPlugin> p, std::chrono::milliseconds timeout, OnFailure on_failure) {
@@ -142,8 +149,8 @@ Outcome Chain::run_sync(Stage stage, EventData& ev) const {
 void Chain::notify(Stage stage, EventData& ev) const { (void)run_sync(stage, ev); }
 
 boost::asio::awaitable<Outcome> Chain::run(Stage stage, EventData& ev) const {
-  // Hold the chain (and so every plugin's code) until the stage is over.
-  auto self = shared_from_this();
+  // The caller holds a ChainPtr for the session's life (chain.hpp), which
+  // keeps every plugin's code loaded until the stage is over.
   const auto& slots = subscribers(stage);
   for (const HookSlot& slot : slots) {
     postern_event pev;
@@ -169,6 +176,14 @@ boost::asio::awaitable<Outcome> Chain::run(Stage stage, EventData& ev) const {
       auto& io = static_cast<boost::asio::io_context&>(
           boost::asio::query(executor, boost::asio::execution::context));
       pev.pending->attach(wait, io);
+      // If this frame is destroyed while suspended (the io_context going away
+      // at shutdown), a later completion must not post into it.
+      struct StopWaiting {
+        plugin::PendingCore* core;
+        ~StopWaiting() {
+          if (core != nullptr) core->stop_waiting(true);
+        }
+      } guard{pev.pending.get()};
       if (!wait->done) {
         co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
       }
@@ -184,6 +199,7 @@ boost::asio::awaitable<Outcome> Chain::run(Stage stage, EventData& ev) const {
       }
       wait->timer = nullptr;
       pev.pending->stop_waiting(false);
+      guard.core = nullptr;
       answer = std::move(*wait->answer);
     } else {
       if (pev.pending) pev.pending->abandon();

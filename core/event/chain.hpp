@@ -41,7 +41,7 @@ struct BusStats {
 };
 BusStats& bus_stats();
 
-class Chain : public std::enable_shared_from_this<Chain> {
+class Chain {
  public:
   Chain() = default;
   ~Chain();
@@ -62,7 +62,8 @@ class Chain : public std::enable_shared_from_this<Chain> {
    * hooks are called inline in manifest order until one decides; a hook that
    * pends suspends the coroutine until it completes, times out, or fails
    * (then its on-failure applies). Observer events run every subscriber and
-   * always yield Continue.
+   * always yield Continue. The caller must hold a ChainPtr to this chain
+   * until the awaitable completes.
    */
   boost::asio::awaitable<Outcome> run(Stage stage, EventData& ev) const;
 

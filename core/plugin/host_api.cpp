@@ -187,7 +187,9 @@ uint64_t timer_start(postern_host_t* host, uint64_t delay_ms, postern_timer_cb f
     id = out->next_id++;
     out->timers.emplace(id, state);
   }
-  state->timer.expires_after(std::chrono::milliseconds(delay_ms));
+  // A huge delay ("never") must not wrap into a negative one that fires at once.
+  constexpr uint64_t kMaxDelayMs = uint64_t{1} << 52;
+  state->timer.expires_after(std::chrono::milliseconds(std::min(delay_ms, kMaxDelayMs)));
   state->timer.async_wait([state, out, id](boost::system::error_code ec) {
     if (!take_outstanding(*out, out->timers, id)) return;
     state->finish(ec ? 0 : 1);

@@ -117,7 +117,8 @@ std::variant<std::unique_ptr<LoadedPlugin>, std::string> LoadedPlugin::load(cons
   return plugin;
 }
 
-LoadedPlugin::~LoadedPlugin() {
+bool LoadedPlugin::quiesce() {
+  if (quiesced_) return true;
   // postern_abi.h: unfired timers run once with fired = 0 and open DNS
   // queries complete with CANCELLED, before on_destroy; then wait for calls
   // still running in the plugin's code (queued work included).
@@ -134,16 +135,23 @@ LoadedPlugin::~LoadedPlugin() {
     boost::asio::post(state->timer.get_executor(), [s = state] { s->timer.cancel(); });
   }
   for (auto& [id, call] : dns) cancel_dns_call(*call);
-  {
-    std::unique_lock lock(outstanding_->mutex);
-    if (!outstanding_->idle.wait_for(lock, std::chrono::seconds(30), [this] { return outstanding_->in_flight == 0; })) {
-      // Unmapping code that may still run would crash the daemon; leaking the
-      // mapping (and the instance) is the lesser evil.
-      log::error("plugin", "name={} still has {} call(s) running after 30 s; not unloading it", descriptor_.name,
-                 outstanding_->in_flight);
-      new boost::dll::shared_library(std::move(library_));
-      return;
-    }
+  std::unique_lock lock(outstanding_->mutex);
+  if (!outstanding_->idle.wait_for(lock, std::chrono::seconds(30), [this] { return outstanding_->in_flight == 0; })) {
+    log::error("plugin", "name={} still has {} call(s) running after 30 s; not unloading it", descriptor_.name,
+               outstanding_->in_flight);
+    return false;
+  }
+  quiesced_ = true;
+  return true;
+}
+
+LoadedPlugin::~LoadedPlugin() {
+  if (!quiesce()) {
+    // Unmapping code that may still run would crash the daemon. (Chain
+    // leaks the whole object in this case, so the plugin's host handle stays
+    // valid too; here we can at least keep the code mapped.)
+    new boost::dll::shared_library(std::move(library_));
+    return;
   }
   if (instance_ != nullptr && table_ != nullptr) {
     try {

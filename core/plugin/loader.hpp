@@ -78,7 +78,16 @@ class LoadedPlugin {
   /** @return the plugin, or a one-line reason it was refused. Never throws. */
   static std::variant<std::unique_ptr<LoadedPlugin>, std::string> load(const LoadRequest& request,
                                                                        const HostServices& services);
+  /** Runs on_destroy (after quiesce()) and unmaps the library. */
   ~LoadedPlugin();
+
+  /**
+   * Closes the plugin to new callbacks, completes its timers (fired = 0) and
+   * DNS queries (CANCELLED), and waits up to 30 s for calls still running in
+   * its code. @return false if they did not finish: the caller must leak the
+   * object (its code and host handle may still be in use).
+   */
+  bool quiesce();
   LoadedPlugin(const LoadedPlugin&) = delete;
   LoadedPlugin& operator=(const LoadedPlugin&) = delete;
 
@@ -118,6 +127,7 @@ class LoadedPlugin {
   std::bitset<64> subscribed_;
   std::shared_ptr<Outstanding> outstanding_ = std::make_shared<Outstanding>();
   bool initializing_ = false;
+  bool quiesced_ = false;
 };
 
 /** The host API table handed to every plugin (host_api.cpp). */

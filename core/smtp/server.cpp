@@ -792,7 +792,7 @@ class Session : public std::enable_shared_from_this<Session> {
       co_return true;
     }
 
-    std::optional<std::string> who = co_await check_password(cfg_->auth, std::move(user), std::move(password));
+    std::optional<std::string> who = co_await check_password(cfg_->auth, user, std::move(password));
     if (!who) {
       const bool ok = co_await auth_failed(user);
       co_return ok;

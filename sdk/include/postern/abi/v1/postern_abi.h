@@ -464,7 +464,11 @@ typedef struct postern_plugin_v1 {
    * `err_cap`) into `err_plugin_buf` and returns an error; on_destroy is then
    * not called.
    * OWNERSHIP: *instance_plugin_ptr is the plugin's; the host passes it back.
-   * THREADING: the host's main thread; nothing else runs in the plugin then.
+   * THREADING: a host control thread that runs no session (the main thread
+   *   at start, posternd's control thread at reload). No call into this
+   *   instance runs concurrently; after a reload, an older instance of the
+   *   same plugin may still run hooks on other threads until it drains, so
+   *   process-wide state in the plugin must be thread-safe.
    */
   postern_status_t (*on_init)(postern_host_t* host, const postern_host_api_v1_t* api,
                               void** instance_plugin_ptr, char* err_plugin_buf, size_t err_cap);
@@ -479,9 +483,10 @@ typedef struct postern_plugin_v1 {
                                postern_hook_result_t* result);
 
   /**
-   * Destroys the instance. No on_hook is running or will run; pending handles
-   * still held by the plugin must be released before returning.
-   * THREADING: the host's main thread.
+   * Destroys the instance. No on_hook is running or will run; unfired timers
+   * and open DNS queries were completed and queued work has run. Pending
+   * handles still held by the plugin must be released before returning.
+   * THREADING: a host control thread that runs no session.
    */
   void (*on_destroy)(void* instance);
 } postern_plugin_v1_t;
