@@ -90,9 +90,7 @@ class PluginHostTest(unittest.TestCase):
         self.assertIn("no_entry.so: refused: entry symbol postern_plugin_entry_v1 missing", log)
         self.assertIn("init_fails.so: refused: init failed: missing required attribute 'zone'", log)
         self.assertIn("entry_throws.so: refused: entry point threw", log)
-        with smtplib.SMTP("127.0.0.1", d.port("smtp"), timeout=10) as s:
-            s.ehlo("client.example.org")
-            s.mail("a@example.org")
+        with self.transaction(d) as s:
             code, text = s.rcpt("blocked@example.test")
             self.assertEqual(code, 550)
             self.assertIn(b"5.7.1 rejected by good", text)
@@ -106,9 +104,7 @@ class PluginHostTest(unittest.TestCase):
 
     def test_pending_hook_answers_from_another_thread(self):
         d = self.start([("async", "", {"mode": "complete", "verdict": "reject", "delay": "50"})])
-        with smtplib.SMTP("127.0.0.1", d.port("smtp"), timeout=10) as s:
-            s.ehlo("client.example.org")
-            s.mail("a@example.org")
+        with self.transaction(d) as s:
             started = time.monotonic()
             code, text = s.rcpt("b@example.test")
             self.assertGreaterEqual(time.monotonic() - started, 0.04)
@@ -116,9 +112,7 @@ class PluginHostTest(unittest.TestCase):
 
     def test_hook_timeout_applies_on_failure_tempfail(self):
         d = self.start([("async", "", {"mode": "never", "timeout": "200ms", "on-failure": "tempfail"})])
-        with smtplib.SMTP("127.0.0.1", d.port("smtp"), timeout=10) as s:
-            s.ehlo("client.example.org")
-            s.mail("a@example.org")
+        with self.transaction(d) as s:
             code, text = s.rcpt("b@example.test")
             self.assertEqual(code, 451)
             self.assertIn(b"4.3.0", text)
@@ -126,18 +120,14 @@ class PluginHostTest(unittest.TestCase):
 
     def test_throwing_hook_does_not_end_the_session(self):
         d = self.start([("hook_throws", "", {"on-failure": "continue"})])
-        with smtplib.SMTP("127.0.0.1", d.port("smtp"), timeout=10) as s:
-            s.ehlo("client.example.org")
-            s.mail("a@example.org")
+        with self.transaction(d) as s:
             self.assertEqual(s.rcpt("b@example.test")[0], 250)
             self.assertEqual(s.data(MESSAGE)[0], 250)
         self.assertIn("plugin=hook_throws stage=rcpt_to failed", d.log())
 
     def test_sighup_reload_swaps_the_chain_and_old_sessions_drain(self):
         d = self.start([("good", "", {"reject-local": "first"})])
-        old = smtplib.SMTP("127.0.0.1", d.port("smtp"), timeout=10)
-        old.ehlo("client.example.org")
-        old.mail("a@example.org")
+        old = self.transaction(d)
         self.assertEqual(old.rcpt("first@example.test")[0], 550)
 
         d.plugins = [("good", "", {"reject-local": "second"})]
@@ -146,9 +136,7 @@ class PluginHostTest(unittest.TestCase):
         d.proc.send_signal(signal.SIGHUP)
         self.assertTrue(wait_for(lambda: "reloaded" in d.log()), d.log())
 
-        with smtplib.SMTP("127.0.0.1", d.port("smtp"), timeout=10) as s:
-            s.ehlo("client.example.org")
-            s.mail("a@example.org")
+        with self.transaction(d) as s:
             self.assertEqual(s.rcpt("first@example.test")[0], 250)
             self.assertEqual(s.rcpt("second@example.test")[0], 550)
         # The session opened before the reload still runs on the old chain.
@@ -161,16 +149,19 @@ class PluginHostTest(unittest.TestCase):
             f.write("<postern><server name=\"x\"/>\n")
         d.proc.send_signal(signal.SIGHUP)
         self.assertTrue(wait_for(lambda: "keeping the running configuration" in d.log()), d.log())
-        with smtplib.SMTP("127.0.0.1", d.port("smtp"), timeout=10) as s:
-            s.ehlo("client.example.org")
-            s.mail("a@example.org")
+        with self.transaction(d) as s:
             self.assertEqual(s.rcpt("second@example.test")[0], 550)
         self.assertIsNone(d.proc.poll(), "posternd must still run")
 
+    def transaction(self, d):
+        """An SMTP session with d's smtp listener, after EHLO and MAIL FROM."""
+        s = smtplib.SMTP("127.0.0.1", d.port("smtp"), timeout=10)
+        s.ehlo("client.example.org")
+        s.mail("a@example.org")
+        return s
+
     def send(self, d):
-        with smtplib.SMTP("127.0.0.1", d.port("smtp"), timeout=10) as s:
-            s.ehlo("client.example.org")
-            s.mail("a@example.org")
+        with self.transaction(d) as s:
             s.rcpt("b@example.test")
             return s.data(MESSAGE)
 
@@ -204,9 +195,7 @@ class PluginHostTest(unittest.TestCase):
 
     def test_data_end_hook_edits_the_envelope(self):
         d = self.start([("good", "", {"add-rcpt": "archive@example.test", "remove-rcpt": "b@example.test"})])
-        with smtplib.SMTP("127.0.0.1", d.port("smtp"), timeout=10) as s:
-            s.ehlo("client.example.org")
-            s.mail("a@example.org")
+        with self.transaction(d) as s:
             s.rcpt("b@example.test")
             s.rcpt("c@example.test")
             self.assertEqual(s.data(MESSAGE)[0], 250)
