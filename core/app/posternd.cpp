@@ -11,6 +11,7 @@
 // old one; an invalid new manifest is reported and the old one stays.
 // Diagnostics: one line per event on stderr (foreground) and in <log file=>.
 
+#include "core/app/runtime.hpp"
 #include "core/config/manifest.hpp"
 #include "core/dns/resolver.hpp"
 #include "core/event/chain.hpp"
@@ -101,6 +102,10 @@ Checked check(const std::string& file) {
   config::Diagnostics diag(*lr.manifest->lines);
   auto smtp_cfg = std::make_shared<smtp::SmtpConfig>(smtp::parse_smtp_config(lr.manifest->smtp, diag));
   smtp_cfg->scoring = lr.manifest->scoring;
+  app::check_scheduler(*lr.manifest, diag);
+  app::check_directory(*lr.manifest, diag);
+  app::check_mailstore(*lr.manifest, diag);
+  app::check_queue(*lr.manifest, diag);
   for (size_t i = lr.manifest->lines->errors().size(); i < diag.errors().size(); ++i) out.errors.push_back(diag.errors()[i]);
   if (out.errors.empty()) out.gen = Generation{lr.manifest, smtp_cfg};
   return out;
@@ -149,11 +154,36 @@ class Daemon {
     services_.resolver = resolver_.get();
     services_.state_root = m.data_dir / "state";
 
-    install_chain(gen_.manifest);
-
     try {
       if (!m.certificates.empty()) tls_ = std::make_shared<tls::TlsContext>(m.certificates, m.server_name);
       spool_ = std::make_unique<queue::Spool>(m.data_dir / "queue", m.worker_threads);
+    } catch (const std::exception& e) {
+      log::error("main", "start-up failed: {}", e.what());
+      return 1;
+    }
+
+    // Subsystems (runtime.hpp), in dependency order; the engine settings are
+    // completed by them (directory: AUTH accounts and recipient checks).
+    auto smtp_cfg = std::make_shared<smtp::SmtpConfig>(*gen_.smtp);
+    rt_.manifest = gen_.manifest.get();
+    rt_.io = &io_;
+    rt_.workers = workers_.get();
+    rt_.resolver = resolver_.get();
+    rt_.spool = spool_.get();
+    rt_.tls = tls_;
+    rt_.smtp = smtp_cfg.get();
+    if (!app::wire_scheduler(rt_) || !app::wire_directory(rt_) || !app::wire_mailstore(rt_) || !app::wire_queue(rt_)) {
+      log::error("main", "start-up failed (see above)");
+      app::unwire_all(rt_);
+      return 1;
+    }
+    rt_.smtp = nullptr;
+    gen_.smtp = smtp_cfg;
+    services_.scheduler = rt_.scheduler.get();
+
+    install_chain(gen_.manifest);
+
+    try {
       for (const config::Listener& l : m.listeners) {
         if (!l.enabled) continue;
         if (l.protocol != "smtp" && l.protocol != "submission") {
@@ -185,6 +215,7 @@ class Daemon {
     // then the chain (destroyed on the control thread), then the pools.
     servers_.clear();
     std::atomic_store(&chain_, event::ChainPtr());
+    app::unwire_all(rt_);
     workers_->join();
     control_.join();
     log::info("main", "posternd stopped");
@@ -270,6 +301,7 @@ class Daemon {
   std::unique_ptr<boost::asio::thread_pool> workers_;
   std::unique_ptr<dns::Resolver> resolver_;
   plugin::HostServices services_;
+  app::Runtime rt_;
   event::ChainPtr chain_;
   std::shared_ptr<tls::TlsContext> tls_;
   std::unique_ptr<queue::Spool> spool_;

@@ -212,8 +212,10 @@ LoadResult load_manifest(const std::filesystem::path& file) {
   for (pugi::xml_node n : root.children()) {
     if (n.type() != pugi::node_element) continue;
     const std::string_view name = n.name();
-    static constexpr std::string_view kSingletons[] = {"server", "log",  "plugin-dirs", "dns",  "listeners",
-                                                       "smtp",   "queue", "scoring",    "plugins"};
+    static constexpr std::string_view kSingletons[] = {"server",    "log",       "plugin-dirs", "dns",
+                                                       "listeners", "smtp",      "queue",       "delivery",
+                                                       "directory", "mailstore", "scheduler",   "scoring",
+                                                       "plugins"};
     const bool singleton = std::find(std::begin(kSingletons), std::end(kSingletons), name) != std::end(kSingletons);
     if (!singleton && name != "certificate") {
       d.error(n, fmt::format("unknown element <{}>", name));
@@ -374,6 +376,10 @@ LoadResult load_manifest(const std::filesystem::path& file) {
 
   m->smtp = root.child("smtp");
   m->queue = root.child("queue");
+  m->delivery = root.child("delivery");
+  m->directory = root.child("directory");
+  m->mailstore = root.child("mailstore");
+  m->scheduler = root.child("scheduler");
 
   // <scoring>
   if (pugi::xml_node sc = root.child("scoring")) {

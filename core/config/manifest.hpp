@@ -104,7 +104,12 @@ struct Manifest {
   std::vector<Certificate> certificates;
   std::vector<Listener> listeners;
   pugi::xml_node smtp;                       // <smtp> element (engine settings), may be empty
-  pugi::xml_node queue;                      // <queue> element, may be empty
+  // Sections that their subsystems validate (core/app/wire_*.cpp); may be empty.
+  pugi::xml_node queue;                      // <queue>: queue manager, retry schedule
+  pugi::xml_node delivery;                   // <delivery>: SMTP client, smarthost, routes, pipes
+  pugi::xml_node directory;                  // <directory>: domains/accounts database
+  pugi::xml_node mailstore;                  // <mailstore>: mailbox store, retention
+  pugi::xml_node scheduler;                  // <scheduler>: cron jobs
   DnsSettings dns;
   ScoringPolicy scoring;
   std::vector<PluginEntry> plugins;          // manifest order, enabled or not

@@ -13,6 +13,9 @@
 namespace postern::core::dns {
 class Resolver;
 }
+namespace postern::core::scheduler {
+class Scheduler;
+}
 
 namespace postern::core::plugin {
 
@@ -20,6 +23,7 @@ struct HostServices {
   boost::asio::io_context* io = nullptr;          // timers and DNS callbacks run here
   boost::asio::thread_pool* workers = nullptr;    // post_work
   dns::Resolver* resolver = nullptr;              // may be null: dns_query fails
+  scheduler::Scheduler* scheduler = nullptr;      // may be null: cron registration fails
   std::filesystem::path state_root;               // <data-dir>/state; each plugin gets <root>/<name>
   std::function<int64_t()> now_ms = [] {
     return std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -1099,7 +1099,36 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     const Mailbox& mb = path.mailbox;
     // Local or gateway domain, and a local part that cannot route elsewhere (%-hack, bang path).
-    const bool local = postmaster || (cfg_->accepts_domain(mb.domain) && !local_part_is_routing(mb));
+    bool local = postmaster || (cfg_->accepts_domain(mb.domain) && !local_part_is_routing(mb));
+    if (cfg_->recipients && !local_part_is_routing(mb)) {
+      // The directory knows which mailboxes exist (D1-D3); unknown users are
+      // refused here so that nothing is accepted that would only bounce.
+      const std::string who = clean_text(mb.str());
+      const RcptCheck rc = cfg_->recipients->check(mb.str(), txn_.mail_from);
+      const auto text = [&](std::string_view dflt) {
+        return fmt::format("<{}>: {}", who, rc.text.empty() ? dflt : clean_text(rc.text));
+      };
+      switch (rc.status) {
+        case RcptStatus::Accept: local = true; break;
+        case RcptStatus::NotOurs: break;
+        case RcptStatus::UnknownUser:
+          if (postmaster) break;  // RFC 5321 §4.5.1: postmaster is always accepted
+          error_reply(550, "5.1.1", text("Recipient address rejected: User unknown"));
+          co_return true;
+        case RcptStatus::Disabled:
+          error_reply(550, "5.2.1", text("Recipient address rejected: Mailbox disabled"));
+          co_return true;
+        case RcptStatus::OverQuota:
+          error_reply(452, "4.2.2", text("Mailbox full"));
+          co_return true;
+        case RcptStatus::Refused:
+          error_reply(550, "5.7.1", text("Recipient address rejected"));
+          co_return true;
+        case RcptStatus::TempFail:
+          error_reply(451, "4.3.0", text("Recipient lookup failed; try again later"));
+          co_return true;
+      }
+    }
     if (!local && !relay_ok) {
       error_reply(554, "5.7.1", fmt::format("<{}>: Relay access denied", clean_text(mb.str())));
       co_return true;

@@ -6,6 +6,7 @@
 #include "core/config/manifest.hpp"
 #include "core/smtp/auth.hpp"
 #include "core/smtp/data_decoder.hpp"
+#include "core/smtp/recipient_policy.hpp"
 
 #include <pugixml.hpp>
 
@@ -53,6 +54,9 @@ struct SmtpConfig {
   std::vector<std::string> local_domains;    // lower-case
   std::vector<std::string> relay_domains;    // gateway domains: accepted from anyone
   std::vector<config::NetRange> trusted_networks;
+  // The directory's view of local recipients; null: every address in a local
+  // domain is accepted (set by posternd once the directory is open).
+  std::shared_ptr<const RecipientPolicy> recipients;
 
   // Score thresholds (the manifest's <scoring>), applied at data_end when no
   // hook decided (docs/event-bus.md).
