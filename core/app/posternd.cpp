@@ -175,6 +175,7 @@ class Daemon {
     if (!app::wire_scheduler(rt_) || !app::wire_directory(rt_) || !app::wire_mailstore(rt_) || !app::wire_queue(rt_)) {
       log::error("main", "start-up failed (see above)");
       app::unwire_all(rt_);
+    std::filesystem::remove(pid_file, ec);
       return 1;
     }
     rt_.smtp = nullptr;
@@ -204,6 +205,12 @@ class Daemon {
 
     boost::asio::signal_set signals(io_, SIGTERM, SIGINT, SIGHUP);
     wait_signal(signals);
+    // posternctl signals the daemon through this file (SIGUSR1: flush the queue).
+    const std::filesystem::path pid_file = m.data_dir / "posternd.pid";
+    if (FILE* f = std::fopen(pid_file.c_str(), "w")) {
+      std::fprintf(f, "%d\n", static_cast<int>(::getpid()));
+      std::fclose(f);
+    }
     log::info("main", "posternd started server={} plugins={} io-threads={} pid={}", m.server_name,
               current_chain()->plugins().size(), io_threads, ::getpid());
 
@@ -216,6 +223,7 @@ class Daemon {
     servers_.clear();
     std::atomic_store(&chain_, event::ChainPtr());
     app::unwire_all(rt_);
+    std::filesystem::remove(pid_file, ec);
     workers_->join();
     control_.join();
     log::info("main", "posternd stopped");

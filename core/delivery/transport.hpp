@@ -7,6 +7,9 @@
 #include "core/config/manifest.hpp"  // TlsMode
 #include "core/queue/spool.hpp"      // EnvelopeRecipient, BodyType
 
+#include <boost/asio/io_context.hpp>
+
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -77,5 +80,32 @@ class Transport {
    */
   virtual void deliver(const NextHop& hop, Attempt attempt, AttemptDone done) = 0;
 };
+
+struct DeliveryConfig;
+
+}  // namespace postern::core::delivery
+
+namespace postern::core::dns {
+class Resolver;
+}
+namespace postern::core::tls {
+class TlsContext;
+}
+
+namespace postern::core::delivery {
+
+/**
+ * The SMTP client (smtp_client.cpp): MX/Direct next hops, STARTTLS/implicit
+ * TLS, AUTH, PIPELINING, SIZE, 8BITMIME downgrade, SMTPUTF8, DSN, connection
+ * reuse. `helo_name` defaults to cfg.client.helo_name.
+ */
+std::shared_ptr<Transport> make_smtp_transport(boost::asio::io_context& io, dns::Resolver& resolver,
+                                               const DeliveryConfig& cfg, std::string server_name);
+/**
+ * Pipe delivery (pipe.cpp): the hop is ignored; `argv` runs without a shell,
+ * message on stdin; exit 0 delivered, 75 (EX_TEMPFAIL) deferred, others bounced.
+ */
+std::shared_ptr<Transport> make_pipe_transport(boost::asio::io_context& io, std::vector<std::string> argv,
+                                               std::chrono::milliseconds timeout);
 
 }  // namespace postern::core::delivery

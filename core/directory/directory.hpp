@@ -9,6 +9,7 @@
 // manager, IMAP/POP3) code against; directory.cpp implements them.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -52,6 +53,46 @@ struct AccountInfo {
   uint64_t quota_bytes = 0;  // 0 = unlimited
   uint32_t services = kAllServices;
   bool enabled = true;
+};
+
+/**
+ * The directory as posternd and posternctl use it. The members below are the
+ * contract; the implementation may add more (management API for posternctl).
+ * THREADING: lookups are thread-safe and answer from the in-memory snapshot.
+ */
+class Directory {
+ public:
+  struct Options {
+    std::string file;                  // SQLite database path
+    std::string default_domain;        // for bare local parts and the postmaster account
+    size_t router_loop_limit = 10;
+  };
+  /** Opens (creates and migrates) the database and loads the snapshot. @throws std::runtime_error with the reason. */
+  explicit Directory(Options options);
+  ~Directory();
+  Directory(const Directory&) = delete;
+  Directory& operator=(const Directory&) = delete;
+
+  /** Resolves one envelope recipient (router, aliases, catch-all, lists, forwards). */
+  Resolution resolve(std::string_view address, std::string_view sender) const;
+  /** The account with this canonical address (or login form: `%` for `@`); nullopt if none. */
+  std::optional<AccountInfo> account(std::string_view address) const;
+  /** Whether `domain` (any case) is a local domain or a domain alias of one. */
+  bool is_local_domain(std::string_view domain) const;
+  /** Whether `domain` is a gateway (remote) domain we accept mail for. */
+  bool is_gateway_domain(std::string_view domain) const;
+  /** Re-reads the database if it changed since the last load (posternd calls it periodically). */
+  void refresh();
+  /**
+   * Where RCPT checks learn an account's current mailbox usage (octets) for
+   * 452 4.2.2; set once by the mailstore wiring before the listeners start.
+   */
+  void set_usage_lookup(std::function<std::optional<uint64_t>(std::string_view account)> usage);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace postern::core::directory
