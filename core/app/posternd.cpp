@@ -175,7 +175,6 @@ class Daemon {
     if (!app::wire_scheduler(rt_) || !app::wire_directory(rt_) || !app::wire_mailstore(rt_) || !app::wire_queue(rt_)) {
       log::error("main", "start-up failed (see above)");
       app::unwire_all(rt_);
-    std::filesystem::remove(pid_file, ec);
       return 1;
     }
     rt_.smtp = nullptr;
@@ -223,6 +222,7 @@ class Daemon {
     servers_.clear();
     std::atomic_store(&chain_, event::ChainPtr());
     app::unwire_all(rt_);
+    std::filesystem::remove(pid_file, ec);
     std::filesystem::remove(pid_file, ec);
     workers_->join();
     control_.join();
