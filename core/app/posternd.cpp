@@ -172,6 +172,7 @@ class Daemon {
     rt_.spool = spool_.get();
     rt_.tls = tls_;
     rt_.smtp = smtp_cfg.get();
+    rt_.chains = [this] { return current_chain(); };  // null until install_chain below
     if (!app::wire_scheduler(rt_) || !app::wire_directory(rt_) || !app::wire_mailstore(rt_) || !app::wire_queue(rt_)) {
       log::error("main", "start-up failed (see above)");
       app::unwire_all(rt_);

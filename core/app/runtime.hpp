@@ -14,6 +14,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include <functional>
 #include <memory>
 
 namespace postern::core {
@@ -26,6 +27,9 @@ class QueueManager;
 }  // namespace queue
 namespace scheduler {
 class Scheduler;
+}
+namespace event {
+class Chain;
 }
 namespace directory {
 class Directory;
@@ -57,6 +61,9 @@ struct Runtime {
   std::shared_ptr<directory::Directory> directory;
   std::shared_ptr<mailstore::MailStore> store;
   std::shared_ptr<queue::QueueManager> queue;
+  /** The current hook chain (posternd's ChainProvider): the queue manager raises the
+   *  delivery stage and the delivered/deferred/bounced events through it. May be empty. */
+  std::function<std::shared_ptr<const event::Chain>()> chains;
 };
 
 void check_scheduler(const config::Manifest& m, config::Diagnostics& diag);
