@@ -9,4 +9,10 @@ export CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=true
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 scripts/build.sh
 mkdir -p var
+# The demo account lives in the directory (docs/directory.md); made once.
+ctl=(build/bin/posternctl --config config/postern.xml)
+if ! "${ctl[@]}" user show demo@postern.test >/dev/null 2>&1; then
+  "${ctl[@]}" domain add postern.test >/dev/null 2>&1 || true
+  echo demo-password | "${ctl[@]}" user add demo@postern.test --name "Demo User" --password-stdin
+fi
 exec build/bin/posternd --config config/postern.xml --foreground

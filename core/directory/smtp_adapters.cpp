@@ -21,7 +21,7 @@ smtp::RcptCheck DirectoryRecipientPolicy::check(std::string_view address, std::s
     case Resolution::Status::Refused:
       return {smtp::RcptStatus::Refused, fmt::format("Recipient address rejected: {}", r.reason)};
     case Resolution::Status::Loop:
-      return {smtp::RcptStatus::Refused, fmt::format("Recipient address rejected: mail loop ({})", r.reason)};
+      return {smtp::RcptStatus::Loop, fmt::format("Recipient address rejected: routing loop ({})", r.reason)};
   }
   return {smtp::RcptStatus::TempFail, ""};
 }

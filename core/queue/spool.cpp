@@ -86,12 +86,13 @@ std::optional<BodyType> body_type_from_name(std::string_view name) {
   return std::nullopt;
 }
 
-Spool::Spool(fs::path queue_dir, size_t worker_threads)
+Spool::Spool(fs::path queue_dir, size_t worker_threads, bool clean_tmp)
     : dir_(std::move(queue_dir)), pool_(std::max(worker_threads, kMinWriterThreads)) {
   for (const char* sub : {"tmp", "incoming", "quarantine"}) fs::create_directories(dir_ / sub);
   // Leftovers in tmp/ were never acknowledged to a client (the rename is the commit point).
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir_ / "tmp", ec)) fs::remove(entry.path(), ec);
+  if (clean_tmp)
+    for (const auto& entry : fs::directory_iterator(dir_ / "tmp", ec)) fs::remove(entry.path(), ec);
   for (size_t i = 0; i < kCommitters; ++i) committers_.emplace_back([this] { committer_loop(); });
 }
 
@@ -139,6 +140,10 @@ std::string Spool::format_envelope(const Envelope& env, size_t message_size) {
   out += fmt::format("smtputf8: {}\n", env.smtputf8 ? "yes" : "no");
   out += fmt::format("ret: {}\n", env.ret);
   out += fmt::format("envid: {}\n", env.envid);
+  if (!env.origin.empty()) {
+    check_field("origin", env.origin);
+    out += fmt::format("origin: {}\n", env.origin);
+  }
   for (const auto& r : env.recipients) {
     check_field("rcpt", r.address);
     check_field("notify", r.notify);
@@ -166,6 +171,10 @@ struct Spool::Commit {
   fs::path target_dir;
   std::exception_ptr error;
   bool renamed = false;
+  // For the commit listener; valid until complete() (the writer waits).
+  const Envelope* envelope = nullptr;
+  std::string_view message;
+  bool incoming = false;
 };
 
 namespace {
@@ -209,6 +218,9 @@ void Spool::prepare(Commit& c, const Envelope& env, std::string_view message, st
   c.target_dir = dir_ / std::string(subdir);
   if (!fs::is_directory(c.target_dir)) fs::create_directories(c.target_dir);
   c.tmp = dir_ / "tmp" / (env.queue_id + ".tmp");
+  c.envelope = &env;
+  c.message = message;
+  c.incoming = subdir == "incoming";
   c.final_path = c.target_dir / env.queue_id;
 
   c.fd = ::open(c.tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -292,7 +304,19 @@ void Spool::commit_batch(std::vector<std::unique_ptr<Commit>>& batch) {
       }
     }
   }
-  // 3. Only now does anyone hear about it.
+  // 3. Only now does anyone hear about it: the queue manager first (the
+  // message is still alive), then the writer.
+  if (auto listener = std::atomic_load(&listener_)) {
+    for (auto& c : batch) {
+      if (c->renamed && !c->error && c->incoming) {
+        try {
+          (*listener)(*c->envelope, c->message);
+        } catch (...) {
+          // The message is durable; the queue manager finds it at its next scan.
+        }
+      }
+    }
+  }
   for (auto& c : batch) c->complete();
 }
 
@@ -335,16 +359,20 @@ std::optional<uint64_t> Spool::free_bytes() const {
   return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
 }
 
-std::optional<SpoolFile> Spool::load(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  size_t pos = content.find('\n');
+void Spool::set_commit_listener(CommitListener listener) {
+  std::shared_ptr<const CommitListener> p;
+  if (listener) p = std::make_shared<const CommitListener>(std::move(listener));
+  std::atomic_store(&listener_, std::move(p));
+}
+
+namespace {
+
+/** Parses the envelope block of `content`; `pos` ends after the blank line. */
+std::optional<Envelope> parse_header(const std::string& content, size_t& pos, std::optional<size_t>& size) {
+  pos = content.find('\n');
   if (pos == std::string::npos || std::string_view(content).substr(0, pos) != kMagic) return std::nullopt;
   ++pos;
-  SpoolFile out;
-  Envelope& env = out.envelope;
-  std::optional<size_t> size;
+  Envelope env;
   for (;;) {
     size_t eol = content.find('\n', pos);
     if (eol == std::string::npos) return std::nullopt;
@@ -371,6 +399,7 @@ std::optional<SpoolFile> Spool::load(const fs::path& file) {
     else if (key == "smtputf8") env.smtputf8 = value == "yes";
     else if (key == "ret") env.ret = value;
     else if (key == "envid") env.envid = value;
+    else if (key == "origin") env.origin = value;
     else if (key == "size") size = std::stoull(std::string(value));
     else if (key == "rcpt") {
       // "<addr> notify=X orcpt=Y"; the address cannot contain "> " unquoted but
@@ -385,9 +414,58 @@ std::optional<SpoolFile> Spool::load(const fs::path& file) {
       env.recipients.push_back(std::move(r));
     }
   }
+  return env;
+}
+
+}  // namespace
+
+std::optional<SpoolFile> Spool::load(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t pos = 0;
+  std::optional<size_t> size;
+  std::optional<Envelope> env;
+  try {
+    env = parse_header(content, pos, size);
+  } catch (const std::exception&) {
+    return std::nullopt;  // a number that does not parse
+  }
+  if (!env) return std::nullopt;
+  SpoolFile out;
+  out.envelope = std::move(*env);
   out.message = content.substr(pos);
   if (size && *size != out.message.size()) return std::nullopt;
   return out;
+}
+
+std::optional<Envelope> Spool::load_envelope(const fs::path& file, size_t* message_size) {
+  // The header is small; read in chunks until the blank line.
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  std::string content;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    const size_t old = content.size();
+    content.append(buf, static_cast<size_t>(n));
+    if (content.find("\n\n", old == 0 ? 0 : old - 1) != std::string::npos) break;
+    if (content.size() > (1u << 24)) break;  // no sane envelope is this large
+  }
+  ::close(fd);
+  size_t pos = 0;
+  std::optional<size_t> size;
+  std::optional<Envelope> env;
+  try {
+    env = parse_header(content, pos, size);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (!env || !size) return std::nullopt;
+  if (message_size) *message_size = *size;
+  return env;
 }
 
 }  // namespace postern::core::queue

@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -50,6 +51,10 @@ struct Envelope {
   std::string auth_user;  // "" if not authenticated
   BodyType body = BodyType::SevenBit;
   bool smtputf8 = false;
+  /** Who made the message: "" (an SMTP client), "dsn" (our delivery status
+   *  notification), "double-bounce" (a failed DSN reported to the postmaster),
+   *  "resend" (posternctl queue resend). Written only when not empty. */
+  std::string origin;
 };
 
 /** A spool file read back (queue manager, tests, posternctl queue show). */
@@ -65,9 +70,11 @@ class Spool {
    * and starts the committer threads.
    * @param worker_threads threads of the pool that writes and fsyncs the tmp files for
    *   async_store(); at least 16 (they mostly wait in fsync, see docs/spool.md).
+   * @param clean_tmp remove leftovers in tmp/ (posternd at start); false for a
+   *   second writer next to a running daemon (posternctl queue resend).
    * @throws std::filesystem::filesystem_error when the directories cannot be created.
    */
-  explicit Spool(std::filesystem::path queue_dir, size_t worker_threads = 2);
+  explicit Spool(std::filesystem::path queue_dir, size_t worker_threads = 2, bool clean_tmp = true);
   ~Spool();
   Spool(const Spool&) = delete;
   Spool& operator=(const Spool&) = delete;
@@ -107,6 +114,23 @@ class Spool {
   /** Reads a spool file back; nullopt when it is missing or malformed. */
   static std::optional<SpoolFile> load(const std::filesystem::path& file);
 
+  /**
+   * Reads only the envelope of a spool file (the queue manager's index at
+   * start, posternctl queue list); `message_size` gets the size line.
+   * @return nullopt when the file is missing or its header is malformed.
+   */
+  static std::optional<Envelope> load_envelope(const std::filesystem::path& file, size_t* message_size = nullptr);
+
+  /**
+   * Called for every message committed into incoming/, after its directory
+   * fsync and just before its writer is told (so `message` is still valid):
+   * the queue manager learns of new mail without polling. Runs on a committer
+   * thread: it must be quick and must not call store(). Set it before the
+   * listeners start; null (the default) = nobody listens.
+   */
+  using CommitListener = std::function<void(const Envelope& envelope, std::string_view message)>;
+  void set_commit_listener(CommitListener listener);
+
   /** Batches the committers have run so far (each: one fsync per directory). Thread-safe. */
   uint64_t commit_batches() const { return batches_.load(std::memory_order_relaxed); }
 
@@ -131,6 +155,7 @@ class Spool {
   std::vector<std::unique_ptr<Commit>> pending_;  // guarded by mu_
   bool stopping_ = false;                        // guarded by mu_
   std::vector<std::thread> committers_;
+  std::shared_ptr<const CommitListener> listener_;  // atomic_load/atomic_store
 };
 
 }  // namespace postern::core::queue

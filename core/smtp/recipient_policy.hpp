@@ -17,6 +17,7 @@ enum class RcptStatus {
   Disabled,     // 550 5.2.1
   OverQuota,    // 452 4.2.2
   Refused,      // 550 5.7.1 (e.g. a list the sender may not post to); text says why
+  Loop,         // 554 5.4.6: the router or alias expansion loops (RFC 3463 routing loop)
   TempFail,     // 451 4.3.0 (directory unavailable)
 };
 
@@ -30,7 +31,7 @@ class RecipientPolicy {
  public:
   virtual ~RecipientPolicy() = default;
   /**
-   * @param address the RCPT address without <> (local@domain, domain lower-cased by the caller? no: as given).
+   * @param address the RCPT address without <> (local@domain as the client gave it).
    * @param sender the transaction's MAIL FROM ("" for the null sender).
    */
   virtual RcptCheck check(std::string_view address, std::string_view sender) const = 0;

@@ -1124,6 +1124,9 @@ class Session : public std::enable_shared_from_this<Session> {
         case RcptStatus::Refused:
           error_reply(550, "5.7.1", text("Recipient address rejected"));
           co_return true;
+        case RcptStatus::Loop:
+          error_reply(554, "5.4.6", text("Recipient address rejected: routing loop"));
+          co_return true;
         case RcptStatus::TempFail:
           error_reply(451, "4.3.0", text("Recipient lookup failed; try again later"));
           co_return true;
