@@ -33,6 +33,7 @@ struct NextHop {
   bool verify_peer = false;                          // check the certificate against `host`
   std::string auth_user;                             // smarthost AUTH (PLAIN/LOGIN over TLS)
   std::string auth_password;
+  bool allow_cleartext_auth = false;                 // AUTH without TLS (explicit opt-in)
   /** A key grouping attempts for concurrency limits and connection reuse. */
   std::string key() const {
     if (kind == Kind::Mx) return "mx:" + domain;
@@ -65,6 +66,7 @@ struct RecipientResult {
 
 struct AttemptResult {
   std::vector<RecipientResult> recipients;  // one per Attempt::recipients, same order
+  std::string tls;  // "TLSv1.3 TLS_AES_256_GCM_SHA384 (verified)" when sent over TLS, "" otherwise
 };
 
 using AttemptDone = std::function<void(AttemptResult)>;
