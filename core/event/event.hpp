@@ -5,6 +5,7 @@
 #include <postern/abi/v1/postern_abi.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -104,6 +105,10 @@ struct SessionInfo {
    *  score policy at data_end adds them to the transaction's. */
   std::vector<Symbol> symbols;
   double score = 0;
+  /** Session tags (event_tag_set, ABI 1.1): shared by the plugins of the
+   *  session from connect to disconnect; RSET keeps them. Touched only on the
+   *  session's strand. */
+  std::map<std::string, std::string, std::less<>> tags;
 };
 
 /** One mail transaction (MAIL ... end of data), reset by RSET. */

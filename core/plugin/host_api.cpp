@@ -7,6 +7,7 @@
 #include "core/event/chain.hpp"
 #include "core/log/log.hpp"
 #include "core/mime/mime.hpp"
+#include "core/scheduler/scheduler.hpp"
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
@@ -240,6 +241,78 @@ postern_status_t dns_query(postern_host_t* host, postern_str_t name, postern_dns
   return POSTERN_OK;
 }
 
+// --- cron jobs (ABI 1.1) ----------------------------------------------------------
+
+uint64_t cron_add(postern_host_t* host, postern_str_t name, postern_str_t cron_expr, postern_task_cb fn, void* user) {
+  LoadedPlugin* p = plugin_of(host);
+  if (p == nullptr || fn == nullptr || p->services().scheduler == nullptr) return 0;
+  scheduler::Scheduler& sched = *p->services().scheduler;
+  std::shared_ptr<Outstanding> out = p->outstanding();
+  uint64_t id = 0;
+  {
+    std::lock_guard lock(out->mutex);
+    if (out->closed) return 0;
+    id = out->next_id++;
+    out->crons.emplace(id, 0);
+    out->scheduler = sched.weak();
+  }
+  const std::string job_name = fmt::format("{}/{}", p->name(), sv(name).empty() ? "job" : sv(name));
+  uint64_t job = 0;
+  try {
+    job = sched.add(job_name, sv(cron_expr), [out, id, fn, user, job_name] {
+      // Counted while in plugin code: unloading waits for the run to end.
+      {
+        std::lock_guard lock(out->mutex);
+        if (out->closed || !out->crons.contains(id)) return;
+        ++out->in_flight;
+      }
+      try {
+        fn(user);
+      } catch (...) {
+        log::error("plugin", "cron job {} threw; ignored", job_name);
+      }
+      out->leave();
+    });
+  } catch (const std::exception& e) {
+    log::error("plugin", "name={} cron_add refused: {}", p->name(), e.what());
+    std::lock_guard lock(out->mutex);
+    out->crons.erase(id);
+    return 0;
+  }
+  bool unloading = false;
+  {
+    std::lock_guard lock(out->mutex);
+    auto it = out->crons.find(id);
+    if (it != out->crons.end()) {
+      it->second = job;
+    } else {
+      unloading = true;  // quiesce() took the entry before the job existed
+    }
+  }
+  if (unloading) {
+    sched.remove(job);
+    return 0;
+  }
+  return id;
+}
+
+void cron_cancel(postern_host_t* host, uint64_t id) {
+  LoadedPlugin* p = plugin_of(host);
+  if (p == nullptr || id == 0) return;
+  std::shared_ptr<Outstanding> out = p->outstanding();
+  uint64_t job = 0;
+  scheduler::WeakScheduler sched;
+  {
+    std::lock_guard lock(out->mutex);
+    auto it = out->crons.find(id);
+    if (it == out->crons.end()) return;
+    job = it->second;
+    out->crons.erase(it);
+    sched = out->scheduler;
+  }
+  if (job != 0) sched.remove(job);
+}
+
 // --- the event -----------------------------------------------------------------
 
 postern_status_t event_get(postern_event_t* ev, postern_property_t prop, postern_str_t* out) {
@@ -389,6 +462,47 @@ postern_pending_t* event_defer(postern_event_t* ev) {
   return handle;
 }
 
+// --- session tags (ABI 1.1) --------------------------------------------------------
+
+constexpr size_t kMaxTagKey = 128;
+constexpr size_t kMaxTagValue = 1024;
+constexpr size_t kMaxTags = 64;
+
+bool valid_tag_key(std::string_view k) {
+  return !k.empty() && k.size() <= kMaxTagKey &&
+         std::all_of(k.begin(), k.end(), [](char c) { return c > 32 && c < 127; });
+}
+
+postern_status_t event_tag_set(postern_event_t* ev, postern_str_t key, postern_str_t value) {
+  if (ev == nullptr || ev->data == nullptr) return POSTERN_ERR_INVALID;
+  event::SessionInfo* s = ev->data->session;
+  if (s == nullptr) return POSTERN_ERR_UNAVAILABLE;
+  const std::string_view k = sv(key);
+  const std::string_view v = sv(value);
+  if (!valid_tag_key(k) || v.size() > kMaxTagValue) return POSTERN_ERR_INVALID;
+  if (auto it = s->tags.find(k); it != s->tags.end()) {
+    it->second.assign(v);
+    return POSTERN_OK;
+  }
+  if (s->tags.size() >= kMaxTags) {
+    log::warn("plugin", "name={} session={} has {} tags; '{}' refused", ev->plugin != nullptr ? ev->plugin->name() : "",
+              s->session_id, kMaxTags, k);
+    return POSTERN_ERR_INVALID;
+  }
+  s->tags.emplace(std::string(k), std::string(v));
+  return POSTERN_OK;
+}
+
+postern_status_t event_tag_get(postern_event_t* ev, postern_str_t key, postern_str_t* out) {
+  if (ev == nullptr || ev->data == nullptr || out == nullptr) return POSTERN_ERR_INVALID;
+  const event::SessionInfo* s = ev->data->session;
+  if (s == nullptr) return POSTERN_ERR_UNAVAILABLE;
+  auto it = s->tags.find(sv(key));
+  if (it == s->tags.end()) return POSTERN_ERR_NOT_FOUND;
+  *out = abi(it->second);
+  return POSTERN_OK;
+}
+
 // --- pending ---------------------------------------------------------------------
 
 postern_pending_t* pending_retain(postern_pending_t* p) {
@@ -512,6 +626,11 @@ const postern_host_api_v1_t kHostApi = {
     &message_part_count,
     &message_part_at,
     &message_part_body,
+    // ABI 1.1
+    &cron_add,
+    &cron_cancel,
+    &event_tag_set,
+    &event_tag_get,
 };
 
 // Line numbers: pugixml gives offsets; the manifest's Diagnostics maps them.

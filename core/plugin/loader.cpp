@@ -119,16 +119,26 @@ std::variant<std::unique_ptr<LoadedPlugin>, std::string> LoadedPlugin::load(cons
 
 bool LoadedPlugin::quiesce() {
   if (quiesced_) return true;
-  // postern_abi.h: unfired timers run once with fired = 0 and open DNS
-  // queries complete with CANCELLED, before on_destroy; then wait for calls
+  // postern_abi.h: unfired timers run once with fired = 0, open DNS queries
+  // complete with CANCELLED and cron jobs are removed, before on_destroy;
+  // then wait for calls
   // still running in the plugin's code (queued work included).
   std::unordered_map<uint64_t, std::shared_ptr<TimerState>> timers;
   std::unordered_map<uint64_t, std::shared_ptr<DnsCall>> dns;
+  std::unordered_map<uint64_t, uint64_t> crons;
+  scheduler::WeakScheduler sched;
   {
     std::lock_guard lock(outstanding_->mutex);
     outstanding_->closed = true;
     timers.swap(outstanding_->timers);
     dns.swap(outstanding_->dns);
+    crons.swap(outstanding_->crons);
+    sched = outstanding_->scheduler;
+  }
+  // A job that starts after this sees `closed` and returns without calling
+  // the plugin; one already running is counted in in_flight and waited for.
+  for (auto& [id, job] : crons) {
+    if (job != 0) sched.remove(job);
   }
   for (auto& [id, state] : timers) {
     state->finish(0);

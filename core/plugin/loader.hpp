@@ -6,6 +6,7 @@
 
 #include "core/plugin/descriptor.hpp"
 #include "core/plugin/host_services.hpp"
+#include "core/scheduler/scheduler.hpp"
 
 #include <postern/abi/v1/postern_abi.h>
 
@@ -36,10 +37,11 @@ struct TimerState;
 struct DnsCall;
 
 /**
- * What a plugin has outstanding with the host: timers, DNS queries, and calls
- * into its code (queued work, running callbacks). At unload the host closes it,
- * completes every timer (fired = 0) and query (CANCELLED) itself, and waits for
- * running calls, so no plugin code runs after on_destroy or once unmapped.
+ * What a plugin has outstanding with the host: timers, DNS queries, cron jobs,
+ * and calls into its code (queued work, running callbacks and jobs). At unload
+ * the host closes it, completes every timer (fired = 0) and query (CANCELLED)
+ * itself, removes its cron jobs, and waits for running calls, so no plugin
+ * code runs after on_destroy or once unmapped.
  */
 struct Outstanding {
   std::mutex mutex;
@@ -47,6 +49,9 @@ struct Outstanding {
   uint64_t next_id = 1;
   std::unordered_map<uint64_t, std::shared_ptr<TimerState>> timers;
   std::unordered_map<uint64_t, std::shared_ptr<DnsCall>> dns;
+  /** cron_add ids -> scheduler job ids (0 while being registered). */
+  std::unordered_map<uint64_t, uint64_t> crons;
+  scheduler::WeakScheduler scheduler;  // where `crons` live; remove() is a no-op once it is gone
   size_t in_flight = 0;  // queued work items + callbacks running in plugin code
   bool closed = false;
 
@@ -83,7 +88,7 @@ class LoadedPlugin {
 
   /**
    * Closes the plugin to new callbacks, completes its timers (fired = 0) and
-   * DNS queries (CANCELLED), and waits up to 30 s for calls still running in
+   * DNS queries (CANCELLED), removes its cron jobs, and waits up to 30 s for calls still running in
    * its code. @return false if they did not finish: the caller must leak the
    * object (its code and host handle may still be in use).
    */

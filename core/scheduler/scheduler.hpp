@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace postern::core::scheduler {
 
@@ -44,6 +45,8 @@ class CronExpr {
 
 /** Where the scheduler gets the time; tests drive a manual one. */
 using Clock = std::function<std::chrono::system_clock::time_point()>;
+
+class WeakScheduler;
 
 class Scheduler {
  public:
@@ -80,11 +83,30 @@ class Scheduler {
     uint64_t runs;
   };
   std::vector<JobInfo> jobs() const;
+  /** Whether a run of job `id` is in progress (tests, posternctl). */
+  bool running(uint64_t id) const;
+  /**
+   * A reference for owners that may outlive the scheduler (plugin hosts):
+   * its remove() does nothing once the scheduler is gone.
+   */
+  WeakScheduler weak() const;
 
   struct Impl;
 
  private:
   std::shared_ptr<Impl> impl_;
+};
+
+/** See Scheduler::weak(). Copyable; THREADING: any thread. */
+class WeakScheduler {
+ public:
+  WeakScheduler() = default;
+  explicit WeakScheduler(std::weak_ptr<Scheduler::Impl> impl) : impl_(std::move(impl)) {}
+  /** Scheduler::remove() if the scheduler still exists. */
+  void remove(uint64_t id) const;
+
+ private:
+  std::weak_ptr<Scheduler::Impl> impl_;
 };
 
 }  // namespace postern::core::scheduler

@@ -77,4 +77,16 @@ TEST(AbiLockTest, Version10LayoutIsFrozen) {
   EXPECT_EQ(POSTERN_VERDICT_PENDING, 6);
 }
 
+// v1.1 appended four host functions after message_part_body; nothing before moved.
+TEST(AbiLockTest, Version11MembersAreAppended) {
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, message_part_body), 16u + 37 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, cron_add), 16u + 38 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, cron_cancel), 16u + 39 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, event_tag_set), 16u + 40 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, event_tag_get), 16u + 41 * 8u);
+  EXPECT_EQ(sizeof(postern_host_api_v1_t), 16u + 42 * 8u);
+  EXPECT_STREQ(POSTERN_TAG_WHITELISTED, "postern.whitelisted");
+  EXPECT_GE(POSTERN_ABI_VERSION_MINOR, 1);
+}
+
 }  // namespace

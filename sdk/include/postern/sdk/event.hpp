@@ -190,6 +190,29 @@ class Event {
     return api_->event_rcpt_remove(ev_, to_abi(address)) == POSTERN_OK;
   }
 
+  /**
+   * A session tag set by this or another plugin of the session (ABI 1.1);
+   * nullopt when unset or on a 1.0 host. The view lives until the hook returns
+   * or the next set_tag().
+   */
+  std::optional<std::string_view> tag(std::string_view key) const {
+    if (!POSTERN_SDK_API_HAS(api_, event_tag_get)) return std::nullopt;
+    postern_str_t out{};
+    if (api_->event_tag_get(ev_, to_abi(key), &out) != POSTERN_OK) return std::nullopt;
+    return to_string_view(out);
+  }
+  /**
+   * Sets a session tag for the later stages and the other plugins of the
+   * session ("postern.whitelisted" = "1": kTagWhitelisted). @return false on
+   * a bad key/value, an event without a session, or a 1.0 host.
+   */
+  bool set_tag(std::string_view key, std::string_view value) const {
+    if (!POSTERN_SDK_API_HAS(api_, event_tag_set)) return false;
+    return api_->event_tag_set(ev_, to_abi(key), to_abi(value)) == POSTERN_OK;
+  }
+  /** Whether a connection filter marked the source as trusted (tag postern.whitelisted = "1"). */
+  bool whitelisted() const { return tag(kTagWhitelisted) == std::optional<std::string_view>("1"); }
+
   /** Defers the hook: return `pending.result()` and complete it later from any thread. */
   Pending defer() const { return Pending(api_, api_->event_defer(ev_)); }
 

@@ -10,7 +10,9 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -122,6 +124,42 @@ struct DnsAnswer {
   bool has_records() const { return status == POSTERN_DNS_OK && !records.empty(); }
 };
 
+namespace detail {
+
+/**
+ * The callbacks of a plugin instance's cron jobs. The host may still be
+ * running a job when cron_cancel returns, so a callback is freed only when
+ * the instance is destroyed (the host has waited for every run by then).
+ */
+class CronStore {
+ public:
+  struct Job {
+    std::function<void()> fn;
+  };
+  Job* add(postern_host_t* host, std::function<void()> fn) {
+    std::lock_guard lock(mutex_);
+    auto& jobs = jobs_[host];
+    jobs.push_back(std::make_unique<Job>(Job{std::move(fn)}));
+    return jobs.back().get();
+  }
+  /** Frees every callback of `host` (from on_destroy). */
+  void release(postern_host_t* host) {
+    std::lock_guard lock(mutex_);
+    jobs_.erase(host);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<postern_host_t*, std::vector<std::unique_ptr<Job>>> jobs_;
+};
+
+inline CronStore& cron_store() {
+  static CronStore store;
+  return store;
+}
+
+}  // namespace detail
+
 /**
  * The host as seen from a plugin instance. Cheap to copy; valid from init
  * until the plugin is destroyed. Thread-safe unless a method says otherwise.
@@ -171,6 +209,29 @@ class Host {
     if (id != 0) api_->timer_cancel(host_, id);
   }
 
+  /** Identifies a cron job for cron_cancel(); 0 means none. */
+  using CronId = uint64_t;
+
+  /** Whether the host offers cron jobs (ABI 1.1 and a scheduler). */
+  bool has_cron() const { return POSTERN_SDK_API_HAS(api_, cron_add); }
+
+  /**
+   * Runs `fn` on a worker thread each time the cron expression matches
+   * ("0 3 * * *", "*\/10 * * * *"; docs/scheduler.md); never twice at once. The host
+   * removes the job before the plugin is destroyed.
+   * @return the id, or 0 for a bad expression, a host without a scheduler,
+   *   or a 1.0 host (the reason is in the host's log).
+   */
+  CronId cron_add(std::string_view name, std::string_view cron_expr, std::function<void()> fn) const {
+    if (!has_cron()) return 0;
+    detail::CronStore::Job* job = detail::cron_store().add(host_, std::move(fn));
+    return api_->cron_add(host_, to_abi(name), to_abi(cron_expr), &Host::cron_trampoline, job);
+  }
+  /** Removes a job; a run in progress finishes. Harmless for 0 or a stale id. */
+  void cron_cancel(CronId id) const {
+    if (id != 0 && POSTERN_SDK_API_HAS(api_, cron_cancel)) api_->cron_cancel(host_, id);
+  }
+
   /**
    * Asynchronous DNS query; `cb` runs exactly once on an I/O thread, with
    * POSTERN_DNS_TIMEOUT after `timeout` (0 = host default).
@@ -217,6 +278,13 @@ class Host {
     try {
       (*fn)();
     } catch (...) {
+    }
+  }
+  static void cron_trampoline(void* user) {
+    try {
+      static_cast<detail::CronStore::Job*>(user)->fn();
+    } catch (...) {
+      // A job has nobody to report to; swallowing keeps the host alive.
     }
   }
   static void dns_trampoline(void* user, const postern_dns_answer_t* answer) {

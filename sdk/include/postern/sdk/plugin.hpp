@@ -151,7 +151,11 @@ postern_verdict_t on_hook(void* instance, postern_stage_t stage, postern_event_t
 
 template <class P>
 void on_destroy(void* instance) {
-  delete static_cast<Instance<P>*>(instance);
+  auto* inst = static_cast<Instance<P>*>(instance);
+  postern_host_t* host = inst->host;
+  delete inst;
+  // The host removed the instance's cron jobs and waited for their runs.
+  cron_store().release(host);
 }
 
 /** The plugin's static ABI table. */

@@ -7,6 +7,7 @@
 
 #include <postern/abi/v1/postern_abi.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -53,6 +54,16 @@ enum class LogLevel : uint32_t {
   Warn = POSTERN_LOG_WARN,
   Error = POSTERN_LOG_ERROR,
 };
+
+/**
+ * Whether the host's API table has `member` (a 1.0 host's table ends before
+ * the 1.1 members). Every SDK call of a member added after 1.0 checks it.
+ */
+#define POSTERN_SDK_API_HAS(api, member) \
+  ((api) != nullptr && (api)->struct_size >= offsetof(postern_host_api_v1_t, member) + sizeof((api)->member))
+
+/** The session tag a connection filter sets for a trusted source (ABI 1.1). */
+inline constexpr std::string_view kTagWhitelisted = POSTERN_TAG_WHITELISTED;
 
 inline std::string_view to_string_view(postern_str_t s) { return {s.ptr, s.len}; }
 inline postern_str_t to_abi(std::string_view s) { return postern_str_t{s.data(), s.size()}; }

@@ -28,7 +28,7 @@ extern "C" {
 #endif
 
 #define POSTERN_ABI_VERSION_MAJOR 1
-#define POSTERN_ABI_VERSION_MINOR 0
+#define POSTERN_ABI_VERSION_MINOR 1
 
 /* The symbol every plugin exports (with default visibility; all else hidden). */
 #define POSTERN_PLUGIN_ENTRY_SYMBOL "postern_plugin_entry_v1"
@@ -206,6 +206,13 @@ typedef enum postern_dns_status {
 /** Flags of a hook result. */
 #define POSTERN_RESULT_DISCONNECT 0x1u /* close the session after the reply */
 #define POSTERN_RESULT_ERROR 0x2u      /* the hook failed; the host applies on-failure */
+
+/**
+ * Session tag (event_tag_set, ABI 1.1) that marks a trusted source: a
+ * connection filter sets it to "1" for a whitelisted client, and filters
+ * such as greylist skip the session.
+ */
+#define POSTERN_TAG_WHITELISTED "postern.whitelisted"
 
 /* ------------------------------------------------------------------------ */
 /* Structures                                                                */
@@ -445,6 +452,56 @@ typedef struct postern_host_api_v1 {
   /** The i-th part's body with its transfer encoding undone (not charset-converted). */
   postern_status_t (*message_part_body)(const postern_message_t* msg, size_t index,
                                         postern_bytes_t* out_host_ptr);
+
+  /* --- added in ABI 1.1 ---------------------------------------------------- */
+  /* A plugin reads these only when api->struct_size covers them (the SDK's
+   * POSTERN_SDK_API_HAS does it); a 1.0 host's table ends before them. */
+
+  /**
+   * Registers a recurring job: `fn(user)` runs on a worker-pool thread each
+   * time the cron expression matches ("minute hour day-of-month month
+   * day-of-week", docs/scheduler.md). A run still going when the next time
+   * comes is skipped, never started twice. `name` is for logs and posternctl.
+   * OWNERSHIP: `user` stays the plugin's; name and expression are copied.
+   * LIFETIME: fn may run until cron_cancel returns, and a run that already
+   *   started may finish after that; at unload the host removes every job of
+   *   the plugin and waits for a running one before on_destroy, so `user` can
+   *   always be freed in on_destroy.
+   * THREADING: any thread; fn runs on a worker thread.
+   * @return an id for cron_cancel (never 0); 0 for an invalid expression, when
+   *   the host has no scheduler, or while the plugin is unloading.
+   */
+  uint64_t (*cron_add)(postern_host_t* host, postern_str_t name, postern_str_t cron_expr, postern_task_cb fn,
+                       void* user_plugin_ptr);
+  /**
+   * Removes a job: no run starts after this returns (one in progress
+   * finishes). An unknown or stale id is ignored. THREADING: any thread,
+   * also from inside the job's own fn.
+   */
+  void (*cron_cancel)(postern_host_t* host, uint64_t cron_id);
+
+  /**
+   * Sets a tag on the SMTP session: a key/value pair every plugin of the
+   * session can read with event_tag_get at this and every later stage until
+   * the connection ends (RSET keeps it). Setting a key again replaces the
+   * value. Keys are namespaced by convention ("<plugin>.<name>"); the
+   * documented shared key is "postern.whitelisted" = "1", set by a
+   * connection filter for a trusted source (greylist skips such sessions).
+   * Keys are 1..128 octets of printable ASCII without spaces; values at most
+   * 1024 octets; at most 64 tags per session. Strings are copied.
+   * THREADING: only during on_hook, on its thread.
+   * @return POSTERN_OK; POSTERN_ERR_INVALID for a bad key or value or a full
+   *   session; POSTERN_ERR_UNAVAILABLE for an event without a session
+   *   (observer events from the queue).
+   */
+  postern_status_t (*event_tag_set)(postern_event_t* ev, postern_str_t key, postern_str_t value);
+  /**
+   * Reads a session tag. OWNERSHIP: host. LIFETIME: until on_hook returns or
+   * the next event_tag_set, whichever is first.
+   * @return POSTERN_OK, POSTERN_ERR_NOT_FOUND when unset,
+   *   POSTERN_ERR_UNAVAILABLE for an event without a session.
+   */
+  postern_status_t (*event_tag_get)(postern_event_t* ev, postern_str_t key, postern_str_t* out_host_ptr);
 } postern_host_api_v1_t;
 
 /* ------------------------------------------------------------------------ */

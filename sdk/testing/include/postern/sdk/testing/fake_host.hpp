@@ -40,6 +40,9 @@
  * The message view is minimal (see fake_message.hpp): no RFC 2047 decoding and
  * one MIME part. posternd uses the core MIME parser.
  *
+ * Cron jobs (ABI 1.1) never fire by themselves: run_cron() runs them.
+ * Session tags start as FakeEvent::tags() and end in FakeResult::tags().
+ *
  * Unloading (Loaded::unload(), ~Loaded, ~FakeHost) runs the plugin's queued
  * work, answers its outstanding DNS queries with POSTERN_DNS_CANCELLED, drops
  * its unfired timers (their callbacks run once with fired = 0), then calls on_destroy.
@@ -53,6 +56,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -169,9 +173,24 @@ class FakeEvent {
   }
   double score() const { return score_; }
 
+  /**
+   * Session tags (event_tag_get/set, ABI 1.1) as they stand before the hook.
+   * The hook's changes go into FakeResult::tags(); carry them to a later
+   * stage with `next.tags() = result.tags()`.
+   */
+  std::map<std::string, std::string>& tags() { return tags_; }
+  const std::map<std::string, std::string>& tags() const { return tags_; }
+  FakeEvent& set_tag(std::string key, std::string value) {
+    tags_[std::move(key)] = std::move(value);
+    return *this;
+  }
+  /** Marks the session as whitelisted by a connection filter (postern.whitelisted = "1"). */
+  FakeEvent& set_whitelisted() { return set_tag(POSTERN_TAG_WHITELISTED, "1"); }
+
  private:
   Stage stage_;
   std::map<postern_property_t, std::string> props_;
+  std::map<std::string, std::string> tags_;
   std::vector<std::string> rcpts_;
   std::optional<std::string> message_;
   double score_ = 0;
@@ -204,6 +223,7 @@ struct RunState : std::enable_shared_from_this<RunState> {
   std::vector<HeaderEdit> header_edits;
   std::vector<std::string> rcpt_added;
   std::vector<std::string> rcpt_removed;
+  std::map<std::string, std::string> tags;  // the session's tags after the hook
   std::shared_ptr<void> event_ctx;  // keeps the event handle valid (but inactive) after on_hook
 };
 
@@ -275,6 +295,14 @@ class FakeResult {
   }
   std::vector<std::string> recipients_added() const { return read([](auto& s) { return s.rcpt_added; }); }
   std::vector<std::string> recipients_removed() const { return read([](auto& s) { return s.rcpt_removed; }); }
+  /** The session's tags after the hook (those of the event plus what the hook set). */
+  std::map<std::string, std::string> tags() const { return read([](auto& s) { return s.tags; }); }
+  std::optional<std::string> tag(const std::string& key) const {
+    auto t = tags();
+    auto it = t.find(key);
+    if (it == t.end()) return std::nullopt;
+    return it->second;
+  }
 
   /**
    * Blocks (real time) until the hook completed; for completions from threads
@@ -367,6 +395,36 @@ struct PendingRec {
   std::shared_ptr<Core> core;
 };
 
+/** One cron job registered with cron_add (ABI 1.1). */
+struct CronJob {
+  Slot* slot = nullptr;
+  std::string name;
+  std::string expr;
+  postern_task_cb fn = nullptr;
+  void* user = nullptr;
+  uint64_t runs = 0;
+};
+
+/**
+ * A syntax check of a cron expression: five fields of digits, names, `*`,
+ * `,`, `-` and `/`. posternd's parser (core/scheduler) also checks ranges.
+ */
+inline bool plausible_cron(std::string_view e) {
+  size_t fields = 0;
+  size_t i = 0;
+  while (i < e.size()) {
+    while (i < e.size() && (e[i] == ' ' || e[i] == '\t')) ++i;
+    if (i == e.size()) break;
+    ++fields;
+    while (i < e.size() && e[i] != ' ' && e[i] != '\t') {
+      const char c = e[i];
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '*' && c != ',' && c != '-' && c != '/') return false;
+      ++i;
+    }
+  }
+  return fields == 5;
+}
+
 /** State shared by FakeHost, its Loaded handles and outstanding pending handles. */
 struct Core {
   mutable std::mutex mu;
@@ -385,6 +443,8 @@ struct Core {
   std::filesystem::path root;
   std::list<std::unique_ptr<Slot>> slots;
   std::vector<std::weak_ptr<RunState>> deferred;
+  std::map<uint64_t, CronJob> crons;  // key: the id cron_add returned
+  bool cron_available = true;
   uint64_t sessions = 0;
   std::weak_ptr<Core> self;
 
@@ -635,6 +695,11 @@ inline void unload_slot(Core& core, Slot& slot) {
       break;
     }
   }
+  {
+    // As posternd: the plugin's cron jobs are removed before on_destroy.
+    std::lock_guard lock(core.mu);
+    std::erase_if(core.crons, [&](const auto& e) { return e.second.slot == &slot; });
+  }
   slot.alive = false;
   if (slot.instance != nullptr) slot.table->on_destroy(slot.instance);
   slot.instance = nullptr;
@@ -780,6 +845,54 @@ struct Api {
     ev.answer.name = std::string(sv(name));
     ev.answer.type = type;
     core.events.emplace(core.next_seq++, std::move(ev));
+    return POSTERN_OK;
+  }
+
+  // --- cron jobs (ABI 1.1)
+  static uint64_t cron_add(postern_host_t* h, postern_str_t name, postern_str_t expr, postern_task_cb fn, void* user) {
+    Slot* s = slot_of(h);
+    if (s == nullptr || fn == nullptr) return 0;
+    if (!plausible_cron(sv(expr))) {
+      s->core->log(LogLevel::Error, "fakehost", s->name + ": cron_add: bad cron expression '" + std::string(sv(expr)) + "'");
+      return 0;
+    }
+    std::lock_guard lock(s->core->mu);
+    if (!s->core->cron_available) return 0;
+    const uint64_t id = s->core->next_seq++;
+    s->core->crons.emplace(id, CronJob{s, std::string(sv(name)), std::string(sv(expr)), fn, user, 0});
+    return id;
+  }
+  static void cron_cancel(postern_host_t* h, uint64_t id) {
+    Slot* s = slot_of(h);
+    if (s == nullptr) return;
+    std::lock_guard lock(s->core->mu);
+    auto it = s->core->crons.find(id);
+    if (it != s->core->crons.end() && it->second.slot == s) s->core->crons.erase(it);
+  }
+
+  // --- session tags (ABI 1.1); limits as in posternd
+  static postern_status_t event_tag_set(postern_event_t* e, postern_str_t key, postern_str_t value) {
+    EventCtx* c = live(e);
+    if (c == nullptr) return POSTERN_ERR_INVALID;
+    if (!c->event.get(POSTERN_PROP_SESSION_ID)) return POSTERN_ERR_UNAVAILABLE;
+    const std::string_view k = sv(key);
+    if (k.empty() || k.size() > 128 || sv(value).size() > 1024 ||
+        !std::all_of(k.begin(), k.end(), [](char ch) { return ch > 32 && ch < 127; }))
+      return POSTERN_ERR_INVALID;
+    auto& tags = c->event.tags();
+    if (!tags.contains(std::string(k)) && tags.size() >= 64) return POSTERN_ERR_INVALID;
+    tags[std::string(k)] = std::string(sv(value));
+    std::lock_guard lock(c->run->mu);
+    c->run->tags = tags;
+    return POSTERN_OK;
+  }
+  static postern_status_t event_tag_get(postern_event_t* e, postern_str_t key, postern_str_t* out) {
+    EventCtx* c = live(e);
+    if (c == nullptr || out == nullptr) return POSTERN_ERR_INVALID;
+    if (!c->event.get(POSTERN_PROP_SESSION_ID)) return POSTERN_ERR_UNAVAILABLE;
+    auto it = c->event.tags().find(std::string(sv(key)));
+    if (it == c->event.tags().end()) return POSTERN_ERR_NOT_FOUND;
+    *out = str(it->second);
     return POSTERN_OK;
   }
 
@@ -1022,6 +1135,10 @@ struct Api {
         &message_part_count,
         &message_part_at,
         &message_part_body,
+        &cron_add,
+        &cron_cancel,
+        &event_tag_set,
+        &event_tag_get,
     };
     return &t;
   }
@@ -1406,6 +1523,7 @@ class FakeHost {
     auto state = std::make_shared<detail::RunState>();
     state->stage = event.stage();
     state->base_score = event.score();
+    state->tags = event.tags();
     if (!plugin.ok()) {
       state->failed = true;
       state->completed = true;
@@ -1493,6 +1611,45 @@ class FakeHost {
       n += run_pending_work();
     }
     return n;
+  }
+
+  // --- cron jobs (ABI 1.1) ---------------------------------------------------
+
+  /** A cron job a plugin registered. */
+  struct CronInfo {
+    uint64_t id;
+    std::string plugin;
+    std::string name;
+    std::string expr;
+    uint64_t runs;
+  };
+  std::vector<CronInfo> cron_jobs() const {
+    std::lock_guard lock(core_->mu);
+    std::vector<CronInfo> out;
+    for (const auto& [id, j] : core_->crons) out.push_back({id, j.slot->name, j.name, j.expr, j.runs});
+    return out;
+  }
+  /**
+   * Runs the jobs named `name` (all jobs when empty) once, now, on this
+   * thread, as the scheduler would at a matching time. @return jobs run.
+   */
+  size_t run_cron(std::string_view name = {}) {
+    std::vector<std::pair<postern_task_cb, void*>> due;
+    {
+      std::lock_guard lock(core_->mu);
+      for (auto& [id, j] : core_->crons) {
+        if (!name.empty() && j.name != name) continue;
+        ++j.runs;
+        due.emplace_back(j.fn, j.user);
+      }
+    }
+    for (auto& [fn, user] : due) fn(user);
+    return due.size();
+  }
+  /** Simulates a host without a scheduler: cron_add returns 0 (for later calls). */
+  void set_cron_available(bool yes) {
+    std::lock_guard lock(core_->mu);
+    core_->cron_available = yes;
   }
 
   /** Queued post_work tasks (WorkMode::Manual). */
