@@ -29,6 +29,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <fmt/format.h>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -140,6 +141,12 @@ class Daemon {
         log::error("main", "cannot create {}: {}", (m.data_dir / sub).string(), ec.message());
         return 1;
       }
+    }
+    // Sessions, spool files and open mailbox indexes each hold descriptors:
+    // use what the hard limit allows.
+    if (struct rlimit rl{}; ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+      rl.rlim_cur = rl.rlim_max;
+      if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) log::warn("main", "cannot raise the open-file limit");
     }
     const size_t io_threads = m.io_threads != 0 ? m.io_threads : std::max(1u, std::thread::hardware_concurrency());
     workers_ = std::make_unique<boost::asio::thread_pool>(m.worker_threads);

@@ -305,6 +305,10 @@ struct QueueManager::Impl : std::enable_shared_from_this<Impl> {
 
   /** Starts rounds while there is room. */
   void pump() {
+    if (!cfg.deliver) {  // <queue deliver="false">: messages stay due until a restart with deliveries on
+      st_active = active_msgs;
+      return;
+    }
     while (active_msgs < cfg.max_active_messages && !due.empty()) {
       MsgPtr m = std::move(due.front());
       due.pop_front();
@@ -1096,6 +1100,7 @@ void QueueManager::start(bool signals) {
     if (auto self = w.lock()) self->on_commit(env, message);
   });
   impl_->scan_blocking();
+  if (!impl_->cfg.deliver) log::warn("queue", "deliveries are off (<queue deliver=\"false\">): messages are kept, none is sent");
   if (signals) {
     impl_->signals = std::make_unique<net::signal_set>(impl_->strand, SIGUSR1);
     impl_->wait_signal();

@@ -63,7 +63,11 @@ QueueConfig parse_queue_config(const pugi::xml_node& node, config::Diagnostics& 
     else if (name == "destination-backoff") duration(a, cfg.destination_backoff, true);
     else if (name == "bounce-size-limit") size(a, cfg.bounce_size_limit);
     else if (name == "full-return-limit") size(a, cfg.full_return_limit);
-    else if (name == "postmaster") {
+    else if (name == "deliver") {
+      auto v = config::parse_bool(a.value());
+      if (!v) diag.error(node, fmt::format("<queue deliver=\"{}\">: expected true or false", a.value()));
+      else cfg.deliver = *v;
+    } else if (name == "postmaster") {
       cfg.postmaster = a.value();
       if (cfg.postmaster.find('@') == std::string::npos || cfg.postmaster.find_first_of(" <>\r\n") != std::string::npos)
         diag.error(node, fmt::format("<queue postmaster=\"{}\">: expected an address local@domain", cfg.postmaster));

@@ -32,6 +32,9 @@ struct QueueConfig {
   uint64_t bounce_size_limit = 64 * 1024;
   /** RET=FULL: the whole message is returned when not larger than this, else its headers. */
   uint64_t full_return_limit = 10 * 1024 * 1024;
+  /** false: accept and keep every message but attempt no delivery (maintenance, tests
+   *  that inspect the spool); posternctl queue flush then delivers nothing either. */
+  bool deliver = true;
   std::string postmaster;  // double bounces; empty: postmaster@<first local domain or server name>
 
   /** The delay before the next attempt after `failed_attempts` (>= 1) failures. */

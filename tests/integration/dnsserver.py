@@ -113,7 +113,9 @@ class DnsServer:
         for zone, rrs in self.zones.items():
             lines.append("  local-zone: %s static" % _quote(zone + "."))
             for rr in rrs:
-                lines.append("  local-data: %s" % _quote(rr))
+                # unbound does not unescape \" inside "...": a record with quotes
+                # (TXT) goes in single quotes, verbatim.
+                lines.append("  local-data: '%s'" % rr if '"' in rr else "  local-data: %s" % _quote(rr))
         for zone in self.dead_zones:
             # transparent: not answered locally, so the stub below is asked.
             lines.append("  local-zone: %s transparent" % _quote(zone + "."))

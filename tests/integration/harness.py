@@ -89,6 +89,8 @@ class Daemon:
     plugins: list of (name, config_xml_inside_plugin_element) or (name, xml, attrs dict).
     plugin_dirs: directories searched for plugins (default: build/plugins).
     extra_xml: appended inside <postern>.
+    deliver: whether the queue manager delivers; default: only when extra_xml
+        has <queue> or <delivery> (otherwise <queue deliver="false"/> is added).
     """
 
     DEFAULT_LISTENERS = [
@@ -98,7 +100,7 @@ class Daemon:
     ]
 
     def __init__(self, smtp_xml="", smtp_attrs=None, listeners=None, plugins=(), plugin_dirs=None,
-                 server_name="mx.example.test", extra_xml="", log_level="debug", binary=None):
+                 server_name="mx.example.test", extra_xml="", log_level="debug", binary=None, deliver=None):
         self.dir = tempfile.mkdtemp(prefix="postern-it-")
         self.data_dir = os.path.join(self.dir, "var")
         self.config_path = os.path.join(self.dir, "postern.xml")
@@ -113,6 +115,13 @@ class Daemon:
         self.smtp_attrs = dict(smtp_attrs or {})
         self.plugins = list(plugins)
         self.plugin_dirs = plugin_dirs if plugin_dirs is not None else [os.path.join(BINARY_DIR, "plugins")]
+        # Tests of the receiving side inspect the spool: the queue manager must
+        # not deliver (and bounce) their messages under them. Deliveries are on
+        # when asked for, or when the test configures <queue> or <delivery>.
+        if deliver is None:
+            deliver = "<queue" in extra_xml or "<delivery" in extra_xml
+        if not deliver and "<queue" not in extra_xml:
+            extra_xml = '<queue deliver="false"/>' + extra_xml
         self.extra_xml = extra_xml
         self.log_level = log_level
         self.proc = None
@@ -161,7 +170,7 @@ class Daemon:
         self.proc = subprocess.Popen([self.binary, "--config", self.config_path, "--foreground"],
                                      stdout=self._log_file, stderr=subprocess.STDOUT, cwd=self.dir)
         deadline = time.monotonic() + timeout
-        pending = [int(l["port"]) for l in self.listeners
+        pending = [(l.get("address", "127.0.0.1").strip("[]"), int(l["port"])) for l in self.listeners
                    if l.get("protocol") in ("smtp", "submission") and l.get("enabled", "true") == "true"]
         while pending:
             if self.proc.poll() is not None:
@@ -170,7 +179,7 @@ class Daemon:
                 self.stop()
                 raise RuntimeError("posternd did not open its ports in %ss:\n%s" % (timeout, self.log()))
             try:
-                with socket.create_connection(("127.0.0.1", pending[0]), timeout=0.5):
+                with socket.create_connection(pending[0], timeout=0.5):
                     pending.pop(0)
             except OSError:
                 time.sleep(0.05)
