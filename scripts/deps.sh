@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libboost1.81-dev libssl-dev libsqlite3-dev libpugixml-dev libc-ares-dev libfmt-dev
   libcrypt-dev libgtest-dev libgmock-dev libbenchmark-dev
-  python3 openssl swaks postfix dnsmasq-base unbound libargon2-dev
+  python3 openssl swaks postfix dnsmasq-base unbound libargon2-dev tcpdump
   clang libclang-rt-14-dev
 )
 

@@ -250,7 +250,7 @@ bool wire_queue(Runtime& rt) {
     log::error("queue", "cannot start the queue manager: {}", e.what());
     return false;
   }
-  if (!w->directory || !w->store)
+  if ((!w->directory || !w->store) && !local_domain.empty())
     log::warn("queue", "local delivery {}: mail for local domains without a matching <route> stays deferred",
               !w->directory ? "has no directory" : "has no mailbox store");
   log::info("queue", "queue manager started: max-connections={} max-per-destination={} lifetime={}s routes={}",

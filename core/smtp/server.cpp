@@ -1028,8 +1028,10 @@ class Session : public std::enable_shared_from_this<Session> {
       co_return true;
     }
     ++txn_.rcpt_attempts;
-    if (cfg_->tarpit_after > 0 && txn_.rcpt_attempts > cfg_->tarpit_after && cfg_->tarpit_delay.count() > 0) {
-      // Tarpit: slow down address harvesting and bulk senders.
+    if (cfg_->tarpit_after > 0 && txn_.rcpt_attempts > cfg_->tarpit_after && cfg_->tarpit_delay.count() > 0 &&
+        !trusted_ && info_.auth_user.empty()) {
+      // Tarpit: slow down address harvesting and bulk senders; never our own
+      // networks or authenticated users (a mailing to 60 colleagues is normal).
       co_await flush();
       delay_timer_.expires_after(cfg_->tarpit_delay);
       co_await delay_timer_.async_wait(net::as_tuple(net::use_awaitable));

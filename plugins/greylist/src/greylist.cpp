@@ -84,6 +84,12 @@ std::optional<Settings> parse_settings(const sdk::Config& config, std::string* e
   if (auto e = prefix("ipv4-prefix", s.ipv4_prefix, 32); !e.empty()) return fail(e);
   if (auto e = prefix("ipv6-prefix", s.ipv6_prefix, 128); !e.empty()) return fail(e);
   if (auto p = config.attr("prune")) s.prune_cron = (*p == "off") ? std::string{} : std::string(*p);
+  if (auto t = config.attr("whitelist-refresh")) {
+    auto d = config.duration("whitelist-refresh");
+    if (!d || d->count() < 1000)
+      return fail(where(config) + "whitelist-refresh=\"" + std::string(*t) + "\": expected a duration of at least 1s, such as 30s");
+    s.whitelist_refresh_ms = d->count();
+  }
   if (auto t = config.attr("skip-authenticated")) {
     auto b = config.boolean("skip-authenticated");
     if (!b) return fail(where(config) + "skip-authenticated=\"" + std::string(*t) + "\": expected true or false");
@@ -145,6 +151,11 @@ sdk::Status GreylistPlugin::init(sdk::InitContext& ctx) {
   const auto file = ctx.state_dir() / "greylist.sqlite";
   store_ = TripletStore::open(file, &why);
   if (!store_) return sdk::Status::error("greylist: " + why);
+  try {
+    reload_whitelist();
+  } catch (const std::exception& e) {
+    return sdk::Status::error(std::string("greylist: reading the whitelist: ") + e.what());
+  }
 
   if (!settings_.prune_cron.empty()) {
     const auto id = ctx.host().cron_add("prune", settings_.prune_cron, [this] {
@@ -158,8 +169,10 @@ sdk::Status GreylistPlugin::init(sdk::InitContext& ctx) {
     }
   }
   if (auto s = ctx.on_rcpt_to([this](sdk::Event& ev) { return on_rcpt(ev); }); !s) return s;
+  schedule_refresh();
   ctx.host().info("delay " + std::to_string(settings_.policy.delay_ms / 1000) + "s, window " +
-                  std::to_string(settings_.policy.window_ms / 1000) + "s, database " + file.string());
+                  std::to_string(settings_.policy.window_ms / 1000) + "s, database " + file.string() + ", " +
+                  std::to_string(whitelist_size()) + " whitelisted network(s) in memory");
   return sdk::Status::ok();
 }
 
@@ -172,7 +185,66 @@ int64_t GreylistPlugin::prune() {
     std::lock_guard lock(cache_mutex_);
     cache_.clear();
   }
-  return store_->prune(now_ms(), settings_.policy);
+  const int64_t n = store_->prune(now_ms(), settings_.policy);
+  reload_whitelist();
+  return n;
+}
+
+void GreylistPlugin::schedule_refresh() {
+  // The timer fires on an I/O thread; the reload reads SQLite on the worker
+  // pool and then starts the next timer. Unloading cancels the timer and
+  // waits for queued work, which ends the chain.
+  host_->after(std::chrono::milliseconds(settings_.whitelist_refresh_ms), [this] {
+    host_->post_work([this] {
+      try {
+        reload_whitelist();
+      } catch (const std::exception& e) {
+        host_->warn(std::string("reloading the whitelist failed (the previous copy stays): ") + e.what());
+      }
+      schedule_refresh();
+    });
+  });
+}
+
+void GreylistPlugin::reload_whitelist() {
+  std::lock_guard serial(reload_mutex_);
+  {
+    std::unique_lock lock(whitelist_mutex_);
+    reloading_ = true;
+    learned_.clear();
+  }
+  WhitelistSet fresh;
+  try {
+    for (const WhitelistEntry& e : store_->load_whitelist(now_ms(), settings_.policy)) fresh.add(e);
+  } catch (...) {
+    std::unique_lock lock(whitelist_mutex_);
+    reloading_ = false;
+    learned_.clear();
+    throw;
+  }
+  std::unique_lock lock(whitelist_mutex_);
+  // Entries learned by decide() while the query ran may be missing from its
+  // result; they are in the database, so keeping them is exact.
+  for (const WhitelistEntry& e : learned_) fresh.add(e);
+  whitelist_ = std::move(fresh);
+  reloading_ = false;
+  learned_.clear();
+}
+
+size_t GreylistPlugin::whitelist_size() const {
+  std::shared_lock lock(whitelist_mutex_);
+  return whitelist_.size();
+}
+
+bool GreylistPlugin::whitelisted(const Address& client, int64_t now) const {
+  std::shared_lock lock(whitelist_mutex_);
+  return whitelist_.contains(client, now);
+}
+
+void GreylistPlugin::learn_whitelisted(const WhitelistEntry& e) {
+  std::unique_lock lock(whitelist_mutex_);
+  whitelist_.add(e);
+  if (reloading_) learned_.push_back(e);
 }
 
 bool GreylistPlugin::cached(const std::string& key, int64_t now) {
@@ -202,10 +274,12 @@ sdk::HookResult GreylistPlugin::on_rcpt(sdk::Event& ev) {
       !why.empty()) {
     return sdk::HookResult::continue_();
   }
-  const Network net = Network::of(*client, client->v4 ? settings_.ipv4_prefix : settings_.ipv6_prefix);
   const int64_t now = now_ms();
+  // A whitelisted network (manual or automatic) is answered from memory.
+  if (whitelisted(*client, now)) return sdk::HookResult::continue_();
+  const Network net = Network::of(*client, client->v4 ? settings_.ipv4_prefix : settings_.ipv6_prefix);
   const std::string key = net.to_string() + '\n' + sender + '\n' + rcpt;
-  if (cached(key, now) || cached(net.to_string(), now)) return sdk::HookResult::continue_();
+  if (cached(key, now)) return sdk::HookResult::continue_();
   // The database is touched on the worker pool only; the session waits.
   return sdk::storage::complete_on_worker(
       ev.host(), ev.defer(),
@@ -223,12 +297,13 @@ sdk::HookResult GreylistPlugin::decide(const sdk::Host& host, const Network& net
                            " from=<" + (sender == "<>" ? std::string{} : sender) + "> to=<" + rcpt + ">";
   switch (v.kind) {
     case Verdict::Kind::Whitelisted:
-      // Only auto and manual whitelist entries of the exact /24 (/64) are
-      // cached by network; a manual CIDR is matched again next time.
-      if (v.whitelist == net.to_string()) remember(net.to_string(), now);
+      // An entry the memory copy lacks (posternctl allow since the last
+      // reload): learn it now rather than at the next reload.
+      if (v.whitelist_entry) learn_whitelisted(*v.whitelist_entry);
       return sdk::HookResult::continue_();
     case Verdict::Kind::Pass:
       if (v.first_pass) host.info("passed after " + std::to_string(v.waited_ms / 1000) + "s " + what);
+      if (v.whitelist_entry) learn_whitelisted(*v.whitelist_entry);  // the network is auto-whitelisted now
       remember(net.to_string() + '\n' + sender + '\n' + rcpt, now);
       return sdk::HookResult::continue_();
     case Verdict::Kind::TempFail:

@@ -41,12 +41,17 @@ Verdict TripletStore::check(const Network& network, const Address& client, const
     return d.transaction([&](sdk::storage::Database& t) {
       Verdict v;
       auto& wl = t.prepared(
-          "SELECT network FROM whitelist WHERE lo <= ?1 AND hi >= ?1 AND "
+          "SELECT network, lo, hi, manual, expires FROM whitelist WHERE lo <= ?1 AND hi >= ?1 AND "
           "(manual = 1 OR (?2 > 0 AND passes >= ?2 AND expires > ?3)) LIMIT 1");
       wl.bind(1, client.blob()).bind(2, policy.whitelist_after).bind(3, now);
       if (wl.step()) {
         v.kind = Verdict::Kind::Whitelisted;
         v.whitelist = wl.column_string(0);
+        WhitelistEntry e;
+        if (WhitelistEntry::from_blobs(wl.column_text(1), wl.column_text(2),
+                                       wl.column_int64(3) != 0 ? WhitelistEntry::kNever : wl.column_int64(4), &e)) {
+          v.whitelist_entry = e;
+        }
         wl.reset();
         return v;
       }
@@ -114,6 +119,15 @@ Verdict TripletStore::check(const Network& network, const Address& client, const
           .bind(4, now + policy.whitelist_for_ms)
           .bind(5, now)
           .run();
+      if (policy.whitelist_after > 0) {
+        auto& now_listed = t.prepared("SELECT passes, expires, manual FROM whitelist WHERE network = ?1");
+        now_listed.bind(1, net);
+        if (now_listed.step() && (now_listed.column_int64(2) != 0 || now_listed.column_int64(0) >= policy.whitelist_after)) {
+          v.whitelist_entry =
+              WhitelistEntry::of(network, now_listed.column_int64(2) != 0 ? WhitelistEntry::kNever : now_listed.column_int64(1));
+        }
+        now_listed.reset();
+      }
       v.kind = Verdict::Kind::Pass;
       v.first_pass = true;
       v.waited_ms = age;
@@ -134,6 +148,31 @@ int64_t TripletStore::prune(int64_t now, const Policy& policy) {
       n += t.prepared("DELETE FROM whitelist WHERE manual = 0 AND expires < ?1").bind(1, now).run();
       return n;
     });
+  });
+}
+
+std::vector<WhitelistEntry> TripletStore::load_whitelist(int64_t now, const Policy& policy) {
+  return db_->with([&](sdk::storage::Database& d) {
+    std::vector<WhitelistEntry> out;
+    auto& q = d.prepared(
+        "SELECT lo, hi, manual, expires FROM whitelist WHERE manual = 1 OR (?1 > 0 AND passes >= ?1 AND expires > ?2)");
+    q.bind(1, policy.whitelist_after).bind(2, now);
+    try {
+      while (q.step()) {
+        WhitelistEntry e;
+        // A row whose lo/hi are not 16 octets (not written by the plugin or
+        // posternctl) is skipped: its misses still go to the database.
+        if (WhitelistEntry::from_blobs(q.column_text(0), q.column_text(1),
+                                       q.column_int64(2) != 0 ? WhitelistEntry::kNever : q.column_int64(3), &e)) {
+          out.push_back(e);
+        }
+      }
+    } catch (...) {
+      q.reset();
+      throw;
+    }
+    q.reset();
+    return out;
   });
 }
 

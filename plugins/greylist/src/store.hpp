@@ -4,12 +4,14 @@
 // them on the host's worker pool, posternctl directly.
 
 #include "network.hpp"
+#include "whitelist.hpp"
 
 #include <postern/sdk/storage.hpp>
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +34,9 @@ struct Verdict {
   bool first_pass = false;  // Pass: this attempt ended the triplet's delay
   int64_t waited_ms = 0;    // first_pass: time since first sight
   std::string whitelist;    // Whitelisted: the entry that matched
+  // Whitelisted: that entry; Pass with first_pass: the client network's entry
+  // when this pass made (or kept) it auto-whitelisted. For the memory copy.
+  std::optional<WhitelistEntry> whitelist_entry;
 };
 
 class TripletStore {
@@ -44,6 +49,8 @@ class TripletStore {
                 const std::string& recipient, int64_t now_ms, const Policy& policy);
   /** Deletes expired triplets and auto-whitelist entries. @return rows deleted. */
   int64_t prune(int64_t now_ms, const Policy& policy);
+  /** The entries that whitelist a network at `now_ms`: manual ones and live automatic ones. */
+  std::vector<WhitelistEntry> load_whitelist(int64_t now_ms, const Policy& policy);
 
   sdk::storage::Database& db() { return *db_; }
 

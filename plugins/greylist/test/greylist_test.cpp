@@ -30,6 +30,29 @@ class GreylistTest : public ::testing::Test {
     EXPECT_TRUE(r.completed());
     return r;
   }
+  // What `posternctl greylist allow` does: a manual row, written by another
+  // connection to the live database.
+  static void allow(const sdk::testing::Loaded& p, const char* cidr) {
+    std::string error;
+    auto store = TripletStore::open(p.state_dir() / "greylist.sqlite", &error);
+    ASSERT_TRUE(store) << error;
+    const auto net = Network::parse(cidr);
+    ASSERT_TRUE(net);
+    store->db().with([&](sdk::storage::Database& d) {
+      d.prepared("INSERT INTO whitelist (network, lo, hi, passes, expires, manual, created) VALUES (?1, ?2, ?3, 0, 0, 1, 0)")
+          .bind(1, net->to_string())
+          .bind(2, net->lo.blob())
+          .bind(3, net->hi.blob())
+          .run();
+    });
+  }
+  // What `posternctl greylist flush --all` does to the whitelist.
+  static void flush_whitelist(const sdk::testing::Loaded& p) {
+    std::string error;
+    auto store = TripletStore::open(p.state_dir() / "greylist.sqlite", &error);
+    ASSERT_TRUE(store) << error;
+    store->db().with([&](sdk::storage::Database& d) { d.prepared("DELETE FROM whitelist").run(); });
+  }
   FakeHost host_;
 };
 
@@ -180,6 +203,130 @@ TEST_F(GreylistTest, StateSurvivesAReload) {
   EXPECT_EQ(rcpt(p, "192.0.2.7", "a@example.org", "b@example.net").verdict(), Verdict::Continue);
 }
 
+TEST_F(GreylistTest, ManualAllowIsAnsweredFromMemoryWithoutDeferring) {
+  {
+    auto p = load();
+    allow(p, "10.0.0.0/8");
+  }
+  // Loaded at init: the first attempt is decided on the session strand.
+  auto p = load();
+  FakeResult r = rcpt(p, "10.20.30.40", "a@example.org", "b@example.net");
+  EXPECT_EQ(r.verdict(), Verdict::Continue);
+  EXPECT_FALSE(r.was_deferred());
+  FakeResult r6 = rcpt(p, "10.255.0.1", "c@example.org", "d@example.net");
+  EXPECT_EQ(r6.verdict(), Verdict::Continue);
+  EXPECT_FALSE(r6.was_deferred());
+  // Outside the network: the database decides, off the session strand.
+  FakeResult other = rcpt(p, "11.0.0.1", "a@example.org", "b@example.net");
+  EXPECT_EQ(other.verdict(), Verdict::TempFail);
+  EXPECT_TRUE(other.was_deferred());
+  // An IPv6 address is not in the IPv4 network.
+  EXPECT_EQ(rcpt(p, "::a14:1e28", "a@example.org", "b@example.net").verdict(), Verdict::TempFail);
+}
+
+TEST_F(GreylistTest, AllowOfARunningDaemonIsLearnedOnTheFirstMiss) {
+  auto p = load();
+  allow(p, "198.51.100.0/24");
+  // The memory copy does not know it yet: the database answers (at once) ...
+  FakeResult first = rcpt(p, "198.51.100.7", "a@example.org", "b@example.net");
+  EXPECT_EQ(first.verdict(), Verdict::Continue);
+  EXPECT_TRUE(first.was_deferred());
+  // ... and the entry is in memory from then on, for every triplet.
+  FakeResult next = rcpt(p, "198.51.100.8", "x@example.com", "y@example.net");
+  EXPECT_EQ(next.verdict(), Verdict::Continue);
+  EXPECT_FALSE(next.was_deferred());
+}
+
+TEST_F(GreylistTest, AutoWhitelistedNetworkAndPassedTripletAnswerWithoutDeferring) {
+  auto p = load(R"(<plugin name="greylist" auto-whitelist-after="2"/>)");
+  EXPECT_EQ(rcpt(p, "203.0.113.5", "a@example.org", "one@example.net").verdict(), Verdict::TempFail);
+  EXPECT_EQ(rcpt(p, "203.0.113.5", "a@example.org", "two@example.net").verdict(), Verdict::TempFail);
+  host_.clock().advance(5min);
+  EXPECT_EQ(rcpt(p, "203.0.113.5", "a@example.org", "one@example.net").verdict(), Verdict::Continue);
+  // A passed triplet is in the pass cache; the network (1 pass of 2) is not whitelisted.
+  FakeResult again = rcpt(p, "203.0.113.5", "a@example.org", "one@example.net");
+  EXPECT_EQ(again.verdict(), Verdict::Continue);
+  EXPECT_FALSE(again.was_deferred());
+  FakeResult unknown = rcpt(p, "203.0.113.6", "new@example.org", "x@example.net");
+  EXPECT_EQ(unknown.verdict(), Verdict::TempFail);
+  EXPECT_TRUE(unknown.was_deferred());
+  // The second pass whitelists the /24: learned at once, no reload needed.
+  EXPECT_EQ(rcpt(p, "203.0.113.5", "a@example.org", "two@example.net").verdict(), Verdict::Continue);
+  FakeResult listed = rcpt(p, "203.0.113.77", "other@example.com", "y@example.net");
+  EXPECT_EQ(listed.verdict(), Verdict::Continue);
+  EXPECT_FALSE(listed.was_deferred());
+  EXPECT_EQ(rcpt(p, "203.0.114.1", "other@example.com", "y@example.net").verdict(), Verdict::TempFail);
+  // A restart loads it from the database.
+  p.unload();
+  auto q = load(R"(<plugin name="greylist" auto-whitelist-after="2"/>)");
+  FakeResult reloaded = rcpt(q, "203.0.113.78", "third@example.com", "z@example.net");
+  EXPECT_EQ(reloaded.verdict(), Verdict::Continue);
+  EXPECT_FALSE(reloaded.was_deferred());
+  // The memory copy honours the entry's expiry without a reload.
+  host_.clock().advance(std::chrono::hours(24 * 36) + 1min);
+  EXPECT_EQ(rcpt(q, "203.0.113.79", "fourth@example.com", "z@example.net").verdict(), Verdict::TempFail);
+}
+
+TEST_F(GreylistTest, RemovedEntriesStopCountingAtTheNextReload) {
+  auto p = load(R"(<plugin name="greylist" whitelist-refresh="45s"/>)");
+  allow(p, "192.0.2.0/24");
+  p.unload();
+  p = load(R"(<plugin name="greylist" whitelist-refresh="45s"/>)");
+  EXPECT_FALSE(rcpt(p, "192.0.2.1", "a@example.org", "b@example.net").was_deferred());
+  flush_whitelist(p);  // posternctl greylist flush --all
+  host_.clock().advance(44s);
+  FakeResult stale = rcpt(p, "192.0.2.2", "a@example.org", "b@example.net");
+  EXPECT_EQ(stale.verdict(), Verdict::Continue);  // the documented propagation delay
+  EXPECT_FALSE(stale.was_deferred());
+  host_.clock().advance(1s);  // the refresh timer fires and reloads on the worker pool
+  FakeResult fresh = rcpt(p, "192.0.2.3", "a@example.org", "b@example.net");
+  EXPECT_EQ(fresh.verdict(), Verdict::TempFail);
+  EXPECT_TRUE(fresh.was_deferred());
+  // ... and keeps doing so: a new allow is picked up by a later reload too.
+  allow(p, "192.0.2.0/24");
+  host_.clock().advance(45s);
+  FakeResult allowed = rcpt(p, "192.0.2.4", "a@example.org", "b@example.net");
+  EXPECT_EQ(allowed.verdict(), Verdict::Continue);
+  EXPECT_FALSE(allowed.was_deferred());
+}
+
+TEST(WhitelistSetTest, PrefixesMasksAndRanges) {
+  auto block = [](const char* cidr) {
+    const auto n = Network::parse(cidr);
+    EXPECT_TRUE(n) << cidr;
+    return WhitelistEntry::of(*n, WhitelistEntry::kNever);
+  };
+  auto addr = [](const char* a) { return *Address::parse(a); };
+  EXPECT_EQ(WhitelistSet::prefix_of(block("10.0.0.0/8").lo, block("10.0.0.0/8").hi), 96 + 8);
+  EXPECT_EQ(WhitelistSet::prefix_of(block("192.0.2.7").lo, block("192.0.2.7").hi), 128);
+  EXPECT_EQ(WhitelistSet::prefix_of(block("2001:db8::/32").lo, block("2001:db8::/32").hi), 32);
+  EXPECT_EQ(WhitelistSet::prefix_of(block("::/0").lo, block("::/0").hi), 0);
+  WhitelistEntry odd = block("192.0.2.0/24");
+  odd.hi = addr("192.0.3.9").octets;  // not one CIDR block
+  EXPECT_EQ(WhitelistSet::prefix_of(odd.lo, odd.hi), -1);
+  EXPECT_EQ(WhitelistSet::masked(addr("192.0.2.77").octets, 96 + 24), addr("192.0.2.0").octets);
+  EXPECT_EQ(WhitelistSet::masked(addr("192.0.2.77").octets, 96 + 20), addr("192.0.0.0").octets);
+
+  WhitelistSet set;
+  set.add(block("10.0.0.0/8"));
+  set.add(block("2001:db8::/32"));
+  set.add(block("192.0.2.7"));
+  set.add(WhitelistEntry::of(*Network::parse("198.51.100.0/24"), 1000));  // automatic, expires at 1000
+  set.add(WhitelistEntry::of(*Network::parse("198.51.100.0/24"), 500));   // an older copy: keeps 1000
+  set.add(odd);
+  EXPECT_EQ(set.size(), 5u);
+  EXPECT_TRUE(set.contains(addr("10.1.2.3"), 0));
+  EXPECT_FALSE(set.contains(addr("11.1.2.3"), 0));
+  EXPECT_TRUE(set.contains(addr("2001:db8:ffff::1"), 0));
+  EXPECT_FALSE(set.contains(addr("2001:db9::1"), 0));
+  EXPECT_TRUE(set.contains(addr("192.0.2.7"), 0));
+  EXPECT_TRUE(set.contains(addr("192.0.3.9"), 0));  // through the odd range
+  EXPECT_FALSE(set.contains(addr("192.0.3.10"), 0));
+  EXPECT_TRUE(set.contains(addr("198.51.100.200"), 999));
+  EXPECT_FALSE(set.contains(addr("198.51.100.200"), 1000));
+  EXPECT_FALSE(set.contains(addr("::a01:203"), 0));  // IPv6 ::10.1.2.3 is not IPv4 10.1.2.3
+}
+
 TEST_F(GreylistTest, ConfigErrorsAreClear) {
   struct Case {
     const char* xml;
@@ -196,6 +343,7 @@ TEST_F(GreylistTest, ConfigErrorsAreClear) {
       {R"(<plugin name="greylist"><except ip="1.2.3.4" sender="a@b.c"/></plugin>)", "exactly one of"},
       {R"(<plugin name="greylist"><exempt ip="1.2.3.4"/></plugin>)", "unknown element <exempt>"},
       {R"(<plugin name="greylist" prune="every hour"/>)", "prune=\"every hour\" was refused"},
+      {R"(<plugin name="greylist" whitelist-refresh="500ms"/>)", "whitelist-refresh=\"500ms\": expected a duration of at least 1s"},
   };
   for (const Case& c : cases) {
     auto p = host_.load<GreylistPlugin>(c.xml);

@@ -10,6 +10,7 @@
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -542,6 +543,19 @@ TEST_F(SmtpSessionTest, TarpitDelaysRecipientsAfterN) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 150ms);
   c->cmd("RCPT TO:<u3@example.test>");
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 200ms);
+}
+
+TEST_F(SmtpSessionTest, TarpitSparesTrustedNetworks) {
+  cfg_.tarpit_after = 1;
+  cfg_.tarpit_delay = 300ms;
+  cfg_.trusted_networks = {*config::NetRange::parse("127.0.0.0/8")};
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  c->cmd("MAIL FROM:<a@example.org>");
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(c->cmd(fmt::format("RCPT TO:<u{}@example.test>", i)), 250);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 250ms);
 }
 
 TEST_F(SmtpSessionTest, StartTlsDiscardsPipelinedCommandsAndResetsState) {
