@@ -1096,6 +1096,7 @@ net::awaitable<Step> AttemptRun::send_body(std::shared_ptr<Conn> c, const std::s
       r.enhanced = enhanced;
       r.text = text;
       r.remote = remote;
+      r.dsn_passed = c->caps.dsn;  // NOTIFY/ORCPT went to the peer with RCPT
     }
   };
   std::optional<Reply> final_reply;

@@ -60,6 +60,9 @@ struct RecipientResult {
   std::string enhanced;         // "2.0.0", "5.1.1", ...
   std::string text;             // the peer's reply text or our own diagnostic, one line
   std::string remote;           // "mx.example.com[192.0.2.1]:25" or "pipe:/usr/bin/x"
+  /** The peer offered DSN and got NOTIFY/ORCPT: success notices are its job now
+   *  (RFC 3461 §4.1), so no "relayed" DSN is sent for this recipient. */
+  bool dsn_passed = false;
   bool delivered() const { return code >= 200 && code < 300; }
   bool permanent() const { return code >= 500; }
 };

@@ -657,7 +657,7 @@ struct QueueManager::Impl : std::enable_shared_from_this<Impl> {
     if (!t) {
       std::vector<delivery::RecipientResult> rs;
       for (const auto& r : attempt.recipients)
-        rs.push_back(delivery::RecipientResult{r.address, 451, "4.3.0", "no transport for this route", ""});
+        rs.push_back(delivery::RecipientResult{r.address, 451, "4.3.0", "no transport for this route", "", false});
       const std::string key = job.dest;
       apply_results(job, rs, true);
       job_finished(key);
@@ -760,7 +760,7 @@ struct QueueManager::Impl : std::enable_shared_from_this<Impl> {
       const delivery::RecipientResult* r = nullptr;
       for (const auto& x : rs)
         if (iequals(x.address, u.target)) r = &x;
-      delivery::RecipientResult missing{u.target, 451, "4.3.0", "no result from the transport", ""};
+      delivery::RecipientResult missing{u.target, 451, "4.3.0", "no result from the transport", "", false};
       if (!r) r = &missing;
       set_result(u, r->code, r->enhanced, r->text, r->remote);
       const std::string& rcpt = m->env.recipients[u.rcpt].address;
@@ -768,6 +768,8 @@ struct QueueManager::Impl : std::enable_shared_from_this<Impl> {
         u.status = (job.route.kind == RecipientRoute::Kind::Smtp && r->remote != "discard") ? UnitStatus::Relayed
                                                                                               : UnitStatus::Delivered;
         if (r->remote == "discard") u.status = UnitStatus::Dropped;
+        // A DSN-capable peer took over NOTIFY (RFC 3461 §4.1): no "relayed" notice from us.
+        if (u.status == UnitStatus::Relayed && r->dsn_passed) u.reported = true;
         ++st_delivered;
         log::info("queue", "qid={} from=<{}> to=<{}>{} relay={} status=sent ({} {} {})", m->id, m->env.mail_from,
                   u.target, iequals(u.target, rcpt) ? "" : fmt::format(" orig_to=<{}>", rcpt), r->remote, r->code,

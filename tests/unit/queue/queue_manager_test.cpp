@@ -316,6 +316,7 @@ class FakeTransport : public delivery::Transport {
   // domain -> (code, enhanced); missing = 250. "hold" = keep the attempt until release().
   std::map<std::string, std::pair<int, std::string>> answers;
   std::set<std::string> hold;
+  std::set<std::string> dsn_peers;  // domains whose fake peer "offers DSN"
 
   void deliver(const delivery::NextHop& hop, delivery::Attempt attempt, delivery::AttemptDone done) override {
     std::lock_guard lock(mu);
@@ -366,6 +367,7 @@ class FakeTransport : public delivery::Transport {
       delivery::RecipientResult x;
       x.address = r.address;
       x.remote = "mx." + domain + "[192.0.2.1]:25";
+      x.dsn_passed = dsn_peers.count(domain) != 0;
       if (it == answers.end()) {
         x.code = 250;
         x.enhanced = "2.0.0";
@@ -443,7 +445,7 @@ struct Harness {
     h.deliver_local = [this](std::string_view account, std::string_view message) {
       std::lock_guard lock(local_mu);
       local.emplace_back(std::string(account), std::string(message));
-      return delivery::RecipientResult{std::string(account), 250, "2.0.0", "stored", "local"};
+      return delivery::RecipientResult{std::string(account), 250, "2.0.0", "stored", "local", false};
     };
     h.clock = [this] { return now(); };
     qm = std::make_unique<QueueManager>(cfg, *spool, io, workers, "mx.example.test", "example.test", std::move(h));
@@ -565,6 +567,21 @@ TEST(QueueManagerTest, SuccessDsnWhenAskedFor) {
   ASSERT_TRUE(eventually([&] { std::lock_guard l(h.transport->mu); return h.transport->dsn_attempts.size() == 1; }));
   std::lock_guard lock(h.transport->mu);
   EXPECT_NE(h.transport->dsn_attempts[0].message->find("Action: delivered"), std::string::npos);
+}
+
+TEST(QueueManagerTest, RelayedDsnOnlyWhenThePeerDidNotTakeOverNotify) {
+  Harness h;
+  h.transport->dsn_peers.insert("dsn.test");
+  h.start();
+  h.submit("alice@sender.test", {"bob@dsn.test"}, "SUCCESS");
+  h.submit("alice@sender.test", {"carol@plain.test"}, "SUCCESS");
+  ASSERT_TRUE(eventually([&] { std::lock_guard l(h.transport->mu); return h.transport->dsn_attempts.size() == 1; }));
+  ASSERT_TRUE(eventually([&] { return h.idle() && count_files(h.incoming()) == 0; }));
+  std::lock_guard lock(h.transport->mu);
+  ASSERT_EQ(h.transport->dsn_attempts.size(), 1u);
+  EXPECT_NE(h.transport->dsn_attempts[0].message->find("Action: relayed"), std::string::npos);
+  EXPECT_NE(h.transport->dsn_attempts[0].message->find("carol@plain.test"), std::string::npos);
+  EXPECT_EQ(h.transport->dsn_attempts[0].message->find("bob@dsn.test"), std::string::npos);
 }
 
 TEST(QueueManagerTest, DelayWarningOnceThenBounceAtTheEndOfTheLifetime) {
