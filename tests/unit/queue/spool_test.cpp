@@ -193,8 +193,9 @@ TEST(SpoolTest, GroupCommitCompletesManyConcurrentStoresDurably) {
   for (int i = 0; i < kMessages; ++i) envs.push_back(sample(spool));
   std::vector<std::string> bodies;
   for (int i = 0; i < kMessages; ++i) bodies.push_back("Subject: " + std::to_string(i) + "\r\n\r\nbody\r\n");
-  int completed = 0;
-  int failed = 0;
+  // Completion handlers run on both threads below: count atomically.
+  std::atomic<int> completed{0};
+  std::atomic<int> failed{0};
   for (int i = 0; i < kMessages; ++i) {
     boost::asio::co_spawn(
         io, [&, i]() -> boost::asio::awaitable<void> { co_await spool.async_store(envs[i], bodies[i]); },
@@ -204,8 +205,8 @@ TEST(SpoolTest, GroupCommitCompletesManyConcurrentStoresDurably) {
   std::thread second([&] { io.run(); });
   io.run();
   second.join();
-  EXPECT_EQ(completed, kMessages);
-  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(completed.load(), kMessages);
+  EXPECT_EQ(failed.load(), 0);
   EXPECT_EQ(count_files(tmp.path / "incoming"), static_cast<size_t>(kMessages));
   EXPECT_EQ(count_files(tmp.path / "tmp"), 0u);
   for (int i = 0; i < kMessages; ++i) {
