@@ -178,7 +178,7 @@ class PipeCore : public std::enable_shared_from_this<PipeCore> {
 
   /** Fallback without pidfd: a blocking waitpid on the spawn thread. */
   net::awaitable<int> wait_blocking(pid_t pid) {
-    auto init = [this, pid](auto handler) {
+    auto init = [pid](auto handler) {
       using H = decltype(handler);
       auto h = std::make_shared<H>(std::move(handler));
       net::post(pool(), [h, pid] {
