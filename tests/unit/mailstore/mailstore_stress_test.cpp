@@ -3,6 +3,7 @@
 // moments, then recovery and a consistency check.
 
 #include "core/mailstore/mailstore.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -22,17 +23,7 @@ using namespace postern::core::mailstore;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("postern-mailstore-stress-" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using postern::testing::TempDir;
 
 std::string message_with_id(std::string_view id) {
   return fmt::format("From: a@example.org\r\nSubject: {}\r\nX-Id: {}\r\n\r\nbody of {}\r\n", id, id, id);

@@ -3,6 +3,7 @@
 // recovery after simulated crash points, views, names.
 
 #include "core/mailstore/mailstore.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -19,17 +20,7 @@ using namespace postern::core::mailstore;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("postern-mailstore-test-" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using postern::testing::TempDir;
 
 /** A clock the test moves. */
 struct ManualClock {

@@ -2,6 +2,7 @@
 // and a manual clock (docs/queue.md).
 
 #include "core/config/diagnostics.hpp"
+#include "tests/unit/temp_dir.hpp"
 #include "core/mime/mime.hpp"
 #include "core/queue/dsn.hpp"
 #include "core/queue/manager.hpp"
@@ -29,14 +30,7 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using TimePoint = std::chrono::system_clock::time_point;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("postern-queue-test-" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using postern::testing::TempDir;
 
 size_t count_files(const fs::path& dir) {
   size_t n = 0;

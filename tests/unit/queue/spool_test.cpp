@@ -1,4 +1,5 @@
 #include "core/queue/spool.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -19,14 +20,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("postern-spool-test-" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using postern::testing::TempDir;
 
 Envelope sample(Spool& spool) {
   Envelope e;

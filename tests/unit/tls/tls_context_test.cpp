@@ -1,4 +1,5 @@
 #include "core/tls/tls_context.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 #include <openssl/pem.h>
@@ -12,14 +13,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("postern-tls-test-" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using postern::testing::TempDir;
 
 TEST(TlsContextTest, GeneratesSelfSignedCertificateWhenMissing) {
   for (KeyType type : {KeyType::P256, KeyType::Rsa2048}) {
