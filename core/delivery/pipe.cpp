@@ -30,6 +30,7 @@
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
+#include <condition_variable>
 #include <mutex>
 #include <set>
 #include <spawn.h>
@@ -127,10 +128,16 @@ class PipeCore : public std::enable_shared_from_this<PipeCore> {
     net::co_spawn(net::make_strand(io_), run(shared_from_this(), std::move(attempt), std::move(done)), net::detached);
   }
 
+  /**
+   * Kills running children, then waits until no pool task still holds a
+   * completion handler: those hold executors of io_, which must not be
+   * destroyed on the pool thread after io_ is gone.
+   */
   void shutdown() {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     stopping_ = true;
     for (pid_t pid : running_) ::kill(-pid, SIGKILL);
+    pool_idle_.wait(lock, [this] { return pool_tasks_ == 0; });
   }
 
  private:
@@ -161,32 +168,54 @@ class PipeCore : public std::enable_shared_from_this<PipeCore> {
     auto init = [this, env = std::move(env), in_fd, out_fd](auto handler) mutable {
       using H = decltype(handler);
       auto h = std::make_shared<H>(std::move(handler));
-      net::post(pool(), [this, h, env = std::move(env), in_fd, out_fd] {
+      on_pool([this, h, env = std::move(env), in_fd, out_fd]() mutable {
         Spawned s = spawn_child(argv_, env, in_fd, out_fd);
         if (s.pid > 0) {
           std::lock_guard lock(mu_);
           running_.insert(s.pid);
           if (stopping_) ::kill(-s.pid, SIGKILL);
         }
-        auto ex = net::get_associated_executor(*h);
-        net::post(ex, [h, s] { std::move (*h)(s); });
+        complete(std::move(h), s);
       });
     };
     co_return co_await net::async_initiate<decltype(net::use_awaitable), void(Spawned)>(std::move(init),
                                                                                            net::use_awaitable);
   }
 
+  /** Runs `fn` on the spawn thread, counted so that shutdown() can wait for it. */
+  template <typename Fn>
+  void on_pool(Fn fn) {
+    {
+      std::lock_guard lock(mu_);
+      ++pool_tasks_;
+    }
+    net::post(pool(), [self = shared_from_this(), fn = std::move(fn)]() mutable {
+      fn();
+      {
+        Fn spent = std::move(fn);  // captured handlers go before the count drops
+      }
+      std::lock_guard lock(self->mu_);
+      if (--self->pool_tasks_ == 0) self->pool_idle_.notify_all();
+    });
+  }
+
+  /** Hands `value` to the handler on its own executor; releases every executor copy here. */
+  template <typename H, typename V>
+  static void complete(std::shared_ptr<H> h, V value) {
+    auto ex = net::get_associated_executor(*h);
+    net::post(std::move(ex), [h = std::move(h), value]() mutable { std::move (*h)(value); });
+  }
+
   /** Fallback without pidfd: a blocking waitpid on the spawn thread. */
   net::awaitable<int> wait_blocking(pid_t pid) {
-    auto init = [pid](auto handler) {
+    auto init = [this, pid](auto handler) {
       using H = decltype(handler);
       auto h = std::make_shared<H>(std::move(handler));
-      net::post(pool(), [h, pid] {
+      on_pool([h, pid]() mutable {
         int status = 0;
         while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
-        auto ex = net::get_associated_executor(*h);
-        net::post(ex, [h, status] { std::move (*h)(status); });
+        complete(std::move(h), status);
       });
     };
     co_return co_await net::async_initiate<decltype(net::use_awaitable), void(int)>(std::move(init),
@@ -344,6 +373,8 @@ class PipeCore : public std::enable_shared_from_this<PipeCore> {
   std::mutex mu_;
   bool stopping_ = false;  // guarded by mu_
   std::set<pid_t> running_;  // guarded by mu_
+  int pool_tasks_ = 0;  // guarded by mu_
+  std::condition_variable pool_idle_;
 };
 
 class PipeTransport final : public Transport {

@@ -102,11 +102,22 @@ struct Counter {
     ++n;
     cv.notify_all();
   }
+  int value() {
+    std::lock_guard l(m);
+    return n;
+  }
   bool wait_for(int target) {
     std::unique_lock l(m);
     return cv.wait_for(l, seconds{10}, [&] { return n >= target; });
   }
 };
+
+// The job's body has run once the counter moves; the scheduler clears its
+// running flag just after, on the pool thread.
+bool wait_idle(const Scheduler& s, uint64_t id) {
+  for (int i = 0; i < 2000 && s.running(id); ++i) std::this_thread::sleep_for(milliseconds{5});
+  return !s.running(id);
+}
 
 TEST(SchedulerTest, RunsDueJobsOnThePoolOncePerTime) {
   boost::asio::io_context io;
@@ -122,11 +133,13 @@ TEST(SchedulerTest, RunsDueJobsOnThePoolOncePerTime) {
   clock.advance(minutes{1});
   EXPECT_EQ(s.run_due(), 1u);
   ASSERT_TRUE(c.wait_for(1));
+  ASSERT_TRUE(wait_idle(s, id));
   EXPECT_EQ(s.run_due(), 0u);  // same minute: not again
   // A jump over many times runs the job once, then continues from now.
   clock.advance(hours{2});
   EXPECT_EQ(s.run_due(), 1u);
   ASSERT_TRUE(c.wait_for(2));
+  ASSERT_TRUE(wait_idle(s, id));
   const auto jobs = s.jobs();
   ASSERT_EQ(jobs.size(), 1u);
   EXPECT_EQ(jobs[0].name, "every-5");
@@ -210,7 +223,7 @@ TEST(SchedulerTest, TimerOnTheIoContextRunsDueJobs) {
     // The manual clock follows real time for this test.
     const auto start = steady_clock::now();
     const int64_t base = clock.ms.load();
-    while (steady_clock::now() - start < seconds{5} && c.n == 0) {
+    while (steady_clock::now() - start < seconds{5} && c.value() == 0) {
       clock.ms = base + duration_cast<milliseconds>(steady_clock::now() - start).count();
       io.run_for(milliseconds{20});
     }
