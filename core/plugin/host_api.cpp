@@ -2,6 +2,7 @@
 // Each function validates its handles and never throws into the plugin.
 
 #include "core/plugin/host_internal.hpp"
+#include "core/plugin/host_api_v12.hpp"
 
 #include "core/dns/resolver.hpp"
 #include "core/event/chain.hpp"
@@ -631,6 +632,43 @@ const postern_host_api_v1_t kHostApi = {
     &cron_cancel,
     &event_tag_set,
     &event_tag_get,
+    // ABI 1.2
+    &abi12::service_register,
+    &abi12::stream_retain,
+    &abi12::stream_release,
+    &abi12::stream_write,
+    &abi12::stream_queued,
+    &abi12::stream_want_drain,
+    &abi12::stream_pause,
+    &abi12::stream_starttls,
+    &abi12::stream_close,
+    &abi12::stream_set_idle_timeout,
+    &abi12::stream_post,
+    &abi12::stream_get,
+    &abi12::last_error,
+    &abi12::dir_authenticate,
+    &abi12::dir_account,
+    &abi12::mbox_open,
+    &abi12::mbox_release,
+    &abi12::mresult_free,
+    &abi12::mbox_list_folders,
+    &abi12::mbox_folder_status,
+    &abi12::mbox_create_folder,
+    &abi12::mbox_delete_folder,
+    &abi12::mbox_rename_folder,
+    &abi12::mbox_subscribe,
+    &abi12::mbox_claim_recent,
+    &abi12::mbox_changes_since,
+    &abi12::mbox_read_message,
+    &abi12::mbox_store_flags,
+    &abi12::mbox_expunge,
+    &abi12::mbox_append,
+    &abi12::mbox_copy,
+    &abi12::mbox_move,
+    &abi12::mbox_usage,
+    &abi12::mbox_open_folder,
+    &abi12::view_refresh,
+    &abi12::view_release,
 };
 
 // Line numbers: pugixml gives offsets; the manifest's Diagnostics maps them.

@@ -21,6 +21,7 @@
 
 #include <postern/sdk/event.hpp>
 #include <postern/sdk/host.hpp>
+#include <postern/sdk/service.hpp>
 #include <postern/sdk/types.hpp>
 
 #include <algorithm>
@@ -30,6 +31,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace postern::sdk {
 
@@ -39,8 +41,11 @@ using HandlerTable = std::array<Handler, kStageCount>;
 /** What init() gets: configuration, host services, and hook registration. */
 class InitContext {
  public:
-  InitContext(postern_host_t* host, const postern_host_api_v1_t* api, HandlerTable& handlers)
-      : host_(host), api_(api), handlers_(handlers) {}
+  using ServiceList = std::vector<std::unique_ptr<detail::ServiceEntry>>;
+
+  InitContext(postern_host_t* host, const postern_host_api_v1_t* api, HandlerTable& handlers,
+              ServiceList* services = nullptr)
+      : host_(host), api_(api), handlers_(handlers), services_(services) {}
 
   Host host() const { return Host(host_, api_); }
   /** The plugin's <plugin> element of the manifest. */
@@ -76,6 +81,25 @@ class InitContext {
   Status on_bounced(Handler h) { return on(Stage::Bounced, std::move(h)); }
   Status on_stored(Handler h) { return on(Stage::Stored, std::move(h)); }
 
+  /**
+   * Serves a listener protocol (ABI 1.2): every connection on a
+   * `<listener protocol="...">` gets a Connection from `factory`. Fails on a
+   * host older than ABI 1.2 or when the host refuses the protocol.
+   */
+  Status serve(std::string_view protocol, ConnectionFactory factory) {
+    if (!POSTERN_SDK_API_HAS(api_, view_release) || services_ == nullptr) {
+      return Status::error("the host does not offer services (ABI 1.2 needed)");
+    }
+    auto entry = std::make_unique<detail::ServiceEntry>();
+    entry->api = api_;
+    entry->factory = std::move(factory);
+    if (api_->service_register(host_, to_abi(protocol), detail::service_table(), entry.get()) != POSTERN_OK) {
+      return Status::error("the host refused to register service '" + std::string(protocol) + "'");
+    }
+    services_->push_back(std::move(entry));
+    return Status::ok();
+  }
+
   /** Whether a subscription was refused (init fails then, whatever it returns). */
   bool refused() const { return refused_; }
 
@@ -83,6 +107,7 @@ class InitContext {
   postern_host_t* host_;
   const postern_host_api_v1_t* api_;
   HandlerTable& handlers_;
+  ServiceList* services_ = nullptr;
   bool refused_ = false;
 };
 
@@ -90,6 +115,8 @@ namespace detail {
 
 template <class P>
 struct Instance {
+  // Destroyed after `plugin`: the host closed every stream before on_destroy.
+  InitContext::ServiceList services;
   P plugin;
   HandlerTable handlers;
   postern_host_t* host = nullptr;
@@ -110,7 +137,7 @@ postern_status_t on_init(postern_host_t* host, const postern_host_api_v1_t* api,
     auto inst = std::make_unique<Instance<P>>();
     inst->host = host;
     inst->api = api;
-    InitContext ctx(host, api, inst->handlers);
+    InitContext ctx(host, api, inst->handlers, &inst->services);
     Status s = inst->plugin.init(ctx);
     if (s && ctx.refused()) {
       s = Status::error("a hook subscription was refused: its stage is not declared in the descriptor");

@@ -28,7 +28,7 @@ extern "C" {
 #endif
 
 #define POSTERN_ABI_VERSION_MAJOR 1
-#define POSTERN_ABI_VERSION_MINOR 1
+#define POSTERN_ABI_VERSION_MINOR 2
 
 /* The symbol every plugin exports (with default visibility; all else hidden). */
 #define POSTERN_PLUGIN_ENTRY_SYMBOL "postern_plugin_entry_v1"
@@ -106,6 +106,35 @@ typedef struct postern_config_node postern_config_node_t;
  */
 typedef struct postern_message postern_message_t;
 
+/**
+ * One client connection of a service listener (ABI 1.2). The host owns the
+ * socket and TLS; the plugin reads plaintext through on_data and writes with
+ * stream_write.
+ * OWNERSHIP: host. LIFETIME: borrowed from on_open until on_close returns;
+ *   stream_retain() keeps the handle valid longer (until stream_release), and
+ *   on a closed stream every call is refused with POSTERN_ERR_UNAVAILABLE.
+ * THREADING: stated per function; the service callbacks of one stream never
+ *   overlap (they run on the stream's strand).
+ */
+typedef struct postern_stream postern_stream_t;
+
+/**
+ * One account's mailbox store (ABI 1.2): folders and messages.
+ * OWNERSHIP: the plugin, from mbox_open until mbox_release.
+ * THREADING: any thread; every mbox_* call blocks (file and SQLite I/O), so
+ *   call it from post_work, never from a stream callback or on_hook.
+ */
+typedef struct postern_mailbox postern_mailbox_t;
+
+/**
+ * One session's view of one folder (IMAP's selected mailbox, POP3's maildrop):
+ * a snapshot with message sequence numbers that changes only on view_refresh.
+ * OWNERSHIP: the plugin, from mbox_open_folder until view_release (which may
+ *   come after mbox_release: the view keeps the account open).
+ * THREADING: one thread at a time; blocking like mbox_*.
+ */
+typedef struct postern_folder_view postern_folder_view_t;
+
 /* ------------------------------------------------------------------------ */
 /* Enumerations (append-only)                                                */
 /* ------------------------------------------------------------------------ */
@@ -148,7 +177,14 @@ typedef enum postern_status {
   POSTERN_ERR_INVALID = 1,     /* bad argument */
   POSTERN_ERR_NOT_FOUND = 2,   /* no such item */
   POSTERN_ERR_UNAVAILABLE = 3, /* not at this stage / not supported by host */
-  POSTERN_ERR_FAILED = 4       /* anything else; see the log */
+  POSTERN_ERR_FAILED = 4,      /* anything else; see the log */
+  /* ABI 1.2 (mailbox store) */
+  POSTERN_ERR_EXISTS = 5,       /* a folder of that name exists */
+  POSTERN_ERR_FORBIDDEN = 6,    /* not allowed (e.g. deleting INBOX) */
+  POSTERN_ERR_OVER_QUOTA = 7,   /* the account's quota would be exceeded */
+  POSTERN_ERR_STALE = 8,        /* the folder was deleted or re-created (UIDVALIDITY changed) */
+  POSTERN_ERR_HAS_CHILDREN = 9, /* delete of a folder that has child folders */
+  POSTERN_ERR_TEMPORARY = 10    /* disk or database error: retry later */
 } postern_status_t;
 
 typedef enum postern_log_level {
@@ -202,6 +238,62 @@ typedef enum postern_dns_status {
   POSTERN_DNS_SERVFAIL = 4,  /* any other failure */
   POSTERN_DNS_CANCELLED = 5  /* host shutting down */
 } postern_dns_status_t;
+
+/** Properties of a stream readable with stream_get() (ABI 1.2). Append-only. */
+typedef enum postern_stream_prop {
+  POSTERN_STREAM_SESSION_ID = 0,   /* unique id of the connection (for logs) */
+  POSTERN_STREAM_PEER_IP = 1,      /* "192.0.2.7" or "2001:db8::7" */
+  POSTERN_STREAM_PEER_PORT = 2,    /* decimal */
+  POSTERN_STREAM_LOCAL_IP = 3,
+  POSTERN_STREAM_LOCAL_PORT = 4,
+  POSTERN_STREAM_LISTENER = 5,     /* the manifest's listener name */
+  POSTERN_STREAM_PROTOCOL = 6,     /* the listener's protocol ("imap", "pop3") */
+  POSTERN_STREAM_TLS_MODE = 7,     /* listener: "none", "starttls" or "implicit" */
+  POSTERN_STREAM_TLS_PROTOCOL = 8, /* "TLSv1.3" once TLS is up, else empty */
+  POSTERN_STREAM_TLS_CIPHER = 9,
+  POSTERN_STREAM_SERVER_NAME = 10, /* this host's name from the manifest */
+  POSTERN_STREAM_CLEARTEXT_AUTH = 11 /* "1" when the listener allows passwords before TLS, else "0" */
+} postern_stream_prop_t;
+
+/** Why a stream ended (on_close). */
+typedef enum postern_close_reason {
+  POSTERN_CLOSE_PEER = 0,       /* the client closed the connection */
+  POSTERN_CLOSE_ERROR = 1,      /* a read or write failed */
+  POSTERN_CLOSE_TIMEOUT = 2,    /* no input within the idle timeout */
+  POSTERN_CLOSE_PLUGIN = 3,     /* the plugin called stream_close */
+  POSTERN_CLOSE_SHUTDOWN = 4,   /* posternd is stopping */
+  POSTERN_CLOSE_TLS_FAILED = 5  /* the TLS handshake failed */
+} postern_close_reason_t;
+
+/** Services an account may be allowed (dir_authenticate). */
+#define POSTERN_SERVICE_SMTP 0x1u
+#define POSTERN_SERVICE_IMAP 0x2u
+#define POSTERN_SERVICE_POP3 0x4u
+
+/** System flags of a stored message (RFC 9051 §2.3.2); \Recent is per session, not stored. */
+#define POSTERN_FLAG_SEEN 0x1u
+#define POSTERN_FLAG_ANSWERED 0x2u
+#define POSTERN_FLAG_FLAGGED 0x4u
+#define POSTERN_FLAG_DELETED 0x8u
+#define POSTERN_FLAG_DRAFT 0x10u
+
+/** How mbox_store_flags combines flags (STORE FLAGS / +FLAGS / -FLAGS). */
+typedef enum postern_flag_op {
+  POSTERN_FLAGS_REPLACE = 0,
+  POSTERN_FLAGS_ADD = 1,
+  POSTERN_FLAGS_REMOVE = 2
+} postern_flag_op_t;
+
+/** Which messages mbox_expunge removes. */
+typedef enum postern_expunge_mode {
+  POSTERN_EXPUNGE_LISTED = 0,          /* exactly the listed UIDs (POP3 DELE at QUIT) */
+  POSTERN_EXPUNGE_LISTED_DELETED = 1,  /* the listed UIDs that have \Deleted (UID EXPUNGE) */
+  POSTERN_EXPUNGE_ALL_DELETED = 2      /* every message with \Deleted (EXPUNGE, CLOSE); uids ignored */
+} postern_expunge_mode_t;
+
+/** Bits of postern_mresult_t.flags. */
+#define POSTERN_MRESULT_GONE 0x1u                /* view_refresh: the folder was deleted or re-created */
+#define POSTERN_MRESULT_EXPUNGED_INCOMPLETE 0x2u /* changes_since: expunge records were pruned */
 
 /** Flags of a hook result. */
 #define POSTERN_RESULT_DISCONNECT 0x1u /* close the session after the reply */
@@ -276,6 +368,104 @@ typedef struct postern_mime_part {
   uint64_t raw_offset;         /* of the part's headers in the raw message */
   uint64_t raw_length;         /* octets of headers + body */
 } postern_mime_part_t;
+
+/**
+ * The callbacks of a service (ABI 1.2), registered with service_register.
+ * OWNERSHIP: the plugin's, static storage (or alive until on_destroy).
+ * THREADING: the calls for one stream run on its strand, one at a time; calls
+ *   for different streams may run on different threads at once.
+ */
+typedef struct postern_service_v1 {
+  uint32_t struct_size;
+  /**
+   * A client connected (after the TLS handshake on an implicit-TLS listener).
+   * @return the plugin's connection state, passed back to every later call;
+   *   NULL refuses the connection (the host closes it; on_close is not called).
+   */
+  void* (*on_open)(void* service_user_plugin_ptr, postern_stream_t* stream);
+  /**
+   * Plaintext input. OWNERSHIP: host; LIFETIME: the call. Never called while
+   * the stream is paused, after stream_starttls until on_tls, or after close.
+   */
+  void (*on_data)(void* conn, postern_bytes_t data);
+  /**
+   * The TLS handshake that stream_starttls began succeeded; input read
+   * before it was discarded (RFC 3207 §4.2 / RFC 2595 §3.1: no command
+   * injection). A failed handshake ends the stream instead (on_close with
+   * POSTERN_CLOSE_TLS_FAILED).
+   */
+  void (*on_tls)(void* conn);
+  /** Everything written so far went out (once per stream_want_drain). */
+  void (*on_drain)(void* conn);
+  /**
+   * The stream ended; the last call for it. Output not yet sent is dropped
+   * unless the plugin closed the stream itself (then it was flushed first).
+   */
+  void (*on_close)(void* conn, postern_close_reason_t reason);
+} postern_service_v1_t;
+
+/** An account as dir_authenticate / dir_account report it. OWNERSHIP: host. */
+typedef struct postern_account_info {
+  uint32_t struct_size;
+  postern_str_t address;    /* canonical local@domain */
+  postern_str_t real_name;
+  uint64_t quota_bytes;     /* 0 = unlimited */
+  uint32_t services;        /* POSTERN_SERVICE_* the account may use */
+  uint32_t enabled;         /* 0 when the account is disabled */
+} postern_account_info_t;
+
+/** One folder (LIST, STATUS). OWNERSHIP: host; LIFETIME: that of the result holding it. */
+typedef struct postern_folder_info {
+  postern_str_t name;         /* UTF-8, '/' between levels; "INBOX" */
+  postern_str_t special_use;  /* "\\Sent", ... or empty (RFC 6154) */
+  uint32_t subscribed;
+  uint32_t has_children;
+  uint32_t uidvalidity;
+  uint32_t uidnext;
+  uint64_t highest_modseq;
+  uint32_t messages;
+  uint32_t unseen;            /* messages without \Seen */
+  uint32_t deleted;           /* messages with \Deleted */
+  uint64_t size;              /* octets of all messages */
+} postern_folder_info_t;
+
+/** One message as the index knows it. OWNERSHIP: host; LIFETIME: that of the result. */
+typedef struct postern_message_info {
+  uint32_t uid;
+  uint32_t flags;               /* POSTERN_FLAG_* */
+  uint64_t modseq;              /* RFC 7162 */
+  int64_t internal_date;        /* seconds since the epoch, UTC */
+  int64_t saved_date;           /* when it entered the folder */
+  uint64_t size;                /* octets as stored (CRLF) */
+  const postern_str_t* keywords;
+  size_t keyword_count;
+} postern_message_info_t;
+
+/**
+ * The answer of a mailbox call; which members are filled is stated by each
+ * call (the others are empty/zero).
+ * OWNERSHIP: host; the plugin frees it with mresult_free.
+ * LIFETIME: until mresult_free. THREADING: any thread (immutable).
+ */
+typedef struct postern_mresult {
+  uint32_t struct_size;
+  uint32_t flags;                          /* POSTERN_MRESULT_* */
+  const postern_folder_info_t* folders;
+  size_t folder_count;
+  const postern_message_info_t* messages;  /* new/changed/stored messages, ascending UID */
+  size_t message_count;
+  const postern_message_info_t* changed;   /* view_refresh: changed messages */
+  size_t changed_count;
+  const uint32_t* uids;                    /* expunged / removed / MODIFIED UIDs, ascending */
+  size_t uid_count;
+  const uint32_t* uid_pairs;               /* (source UID, new UID) interleaved: COPYUID */
+  size_t uid_pair_count;                   /* number of pairs */
+  postern_bytes_t bytes;                   /* message octets (mbox_read_message) */
+  uint32_t uidvalidity;
+  uint32_t uidnext;
+  uint64_t highest_modseq;
+  uint32_t uid;                            /* APPENDUID */
+} postern_mresult_t;
 
 /** Callback types. THREADING: stated at the host function that takes them. */
 typedef void (*postern_dns_cb)(void* user_plugin_ptr, const postern_dns_answer_t* answer);
@@ -502,6 +692,178 @@ typedef struct postern_host_api_v1 {
    *   POSTERN_ERR_UNAVAILABLE for an event without a session.
    */
   postern_status_t (*event_tag_get)(postern_event_t* ev, postern_str_t key, postern_str_t* out_host_ptr);
+
+  /* --- added in ABI 1.2: services, the directory, the mailbox store -------- */
+
+  /**
+   * Serves a listener protocol: connections accepted on every enabled
+   * `<listener protocol="...">` of the manifest with this protocol are handed
+   * to `svc`. A listener whose protocol no plugin serves is not opened.
+   * One plugin may serve several protocols; a protocol has one server (the
+   * first plugin in manifest order). OWNERSHIP: svc and `user` stay the plugin's.
+   * THREADING: only inside on_init.
+   * @return POSTERN_OK; POSTERN_ERR_INVALID for an empty protocol, "smtp" or
+   *   "submission", a table too small, or a second registration of a protocol
+   *   by this plugin.
+   */
+  postern_status_t (*service_register)(postern_host_t* host, postern_str_t protocol, const postern_service_v1_t* svc,
+                                       void* service_user_plugin_ptr);
+
+  /** Keeps a stream handle valid past on_close. THREADING: any thread. */
+  postern_stream_t* (*stream_retain)(postern_stream_t* stream);
+  /** Drops a reference taken with stream_retain. THREADING: any thread. */
+  void (*stream_release)(postern_stream_t* stream);
+  /**
+   * Queues output; the octets are copied. THREADING: any thread (written in
+   * call order per thread). @return POSTERN_ERR_UNAVAILABLE once closed.
+   */
+  postern_status_t (*stream_write)(postern_stream_t* stream, postern_bytes_t data);
+  /** Octets queued and not yet written. THREADING: any thread. */
+  size_t (*stream_queued)(postern_stream_t* stream);
+  /**
+   * Requests one on_drain call when the queued output has been written (at
+   * once if nothing is queued). THREADING: the stream's strand.
+   */
+  postern_status_t (*stream_want_drain)(postern_stream_t* stream);
+  /**
+   * Stops (paused = 1) or resumes (0) on_data calls, e.g. while a command runs
+   * on the worker pool; input stays in the kernel meanwhile. The idle timeout
+   * does not run while paused. THREADING: the stream's strand.
+   */
+  postern_status_t (*stream_pause)(postern_stream_t* stream, int32_t paused);
+  /**
+   * Starts TLS on a cleartext stream (STARTTLS, STLS): queued output (the
+   * "go ahead" reply) is written first, input not yet delivered is dropped,
+   * then the handshake runs; on_tls or on_close(TLS_FAILED) follows.
+   * THREADING: the stream's strand.
+   * @return POSTERN_ERR_UNAVAILABLE when TLS is active, no certificate is
+   *   configured, or the stream is closed.
+   */
+  postern_status_t (*stream_starttls)(postern_stream_t* stream);
+  /**
+   * Closes the stream after the queued output is written; on_close(PLUGIN)
+   * follows. Idempotent. THREADING: any thread.
+   */
+  void (*stream_close)(postern_stream_t* stream);
+  /**
+   * Closes the stream when no input arrives for `timeout_ms` (0: never;
+   * the listener default is 30 minutes). Each input resets it.
+   * THREADING: the stream's strand.
+   */
+  postern_status_t (*stream_set_idle_timeout)(postern_stream_t* stream, uint64_t timeout_ms);
+  /**
+   * Runs fn(user) on the stream's strand, serialized with its callbacks
+   * (e.g. to answer when work on the pool finished). fn runs exactly once,
+   * also when the stream closed meanwhile (check your own state).
+   * THREADING: any thread. @return POSTERN_ERR_UNAVAILABLE while unloading
+   *   (fn is then not called).
+   */
+  postern_status_t (*stream_post)(postern_stream_t* stream, postern_task_cb fn, void* user_plugin_ptr);
+  /**
+   * Reads a property. OWNERSHIP: host. LIFETIME: until the handle is released
+   * (the TLS properties are set before on_tls). @return POSTERN_ERR_NOT_FOUND when unset.
+   */
+  postern_status_t (*stream_get)(postern_stream_t* stream, postern_stream_prop_t prop, postern_str_t* out_host_ptr);
+
+  /**
+   * The detail of the last failed dir_* / mbox_* / view_* call on this
+   * thread (one line for logs and client replies). OWNERSHIP: host.
+   * LIFETIME: until the next such call on this thread.
+   */
+  postern_str_t (*last_error)(postern_host_t* host);
+
+  /**
+   * Checks a login (address, `%` for `@`, or a local part of the default
+   * domain) and password for `service` (POSTERN_SERVICE_*). Blocks (password
+   * hashing): call from post_work. The strings in `out` live until the next
+   * dir_* call on this thread.
+   * @return POSTERN_OK; POSTERN_ERR_NOT_FOUND for bad credentials or an
+   *   account that is disabled or not allowed the service (indistinguishable
+   *   on purpose); POSTERN_ERR_UNAVAILABLE without a directory.
+   */
+  postern_status_t (*dir_authenticate)(postern_host_t* host, postern_str_t login, postern_str_t password,
+                                       uint32_t service, postern_account_info_t* out);
+  /** Looks an account up (no password check). Same lifetime rules; POSTERN_ERR_NOT_FOUND if none. */
+  postern_status_t (*dir_account)(postern_host_t* host, postern_str_t address, postern_account_info_t* out);
+
+  /**
+   * Opens an account's mailbox (canonical address, as dir_authenticate
+   * returned it), creating its store on first use. Blocking.
+   * @return POSTERN_OK with *out set; POSTERN_ERR_UNAVAILABLE without a store.
+   */
+  postern_status_t (*mbox_open)(postern_host_t* host, postern_str_t account, postern_mailbox_t** out);
+  void (*mbox_release)(postern_mailbox_t* mb);
+  /** Frees a result. NULL is ignored. */
+  void (*mresult_free)(postern_mresult_t* result);
+
+  /** Every folder, INBOX first, then by name: `folders`. */
+  postern_status_t (*mbox_list_folders)(postern_mailbox_t* mb, postern_mresult_t** out);
+  /** One folder's counters: `folders[0]`. */
+  postern_status_t (*mbox_folder_status)(postern_mailbox_t* mb, postern_str_t name, postern_mresult_t** out);
+  /** Creates a folder and missing parents; `special_use` "\\Sent"... or empty. */
+  postern_status_t (*mbox_create_folder)(postern_mailbox_t* mb, postern_str_t name, postern_str_t special_use);
+  /** Deletes a folder and its messages (INBOX: FORBIDDEN; children: HAS_CHILDREN). */
+  postern_status_t (*mbox_delete_folder)(postern_mailbox_t* mb, postern_str_t name);
+  /** Renames a folder with its children; INBOX's messages move (RFC 9051 §6.3.6). */
+  postern_status_t (*mbox_rename_folder)(postern_mailbox_t* mb, postern_str_t from, postern_str_t to);
+  postern_status_t (*mbox_subscribe)(postern_mailbox_t* mb, postern_str_t name, int32_t subscribed);
+  /**
+   * Claims the folder's \Recent messages for the caller (RFC 3501 §2.3.2):
+   * *first_recent_uid is the first UID recent to this session.
+   */
+  postern_status_t (*mbox_claim_recent)(postern_mailbox_t* mb, postern_str_t name, uint32_t* first_recent_uid);
+  /**
+   * Changes since `since` (same UIDVALIDITY, else STALE): `messages` changed
+   * or new, `uids` expunged, uidvalidity/uidnext/highest_modseq, flags.
+   */
+  postern_status_t (*mbox_changes_since)(postern_mailbox_t* mb, postern_str_t name, uint32_t uidvalidity,
+                                         uint64_t since, postern_mresult_t** out);
+  /** The message as stored (CRLF): `bytes`. NOT_FOUND when expunged meanwhile. */
+  postern_status_t (*mbox_read_message)(postern_mailbox_t* mb, postern_str_t folder, uint32_t uid,
+                                        postern_mresult_t** out);
+  /**
+   * STORE: `messages` the listed existing messages after the change, `uids`
+   * the RFC 7162 MODIFIED ones (when has_unchanged_since), highest_modseq.
+   * INVALID for a keyword that is not an IMAP atom.
+   */
+  postern_status_t (*mbox_store_flags)(postern_mailbox_t* mb, postern_str_t folder, const uint32_t* uids,
+                                       size_t uid_count, postern_flag_op_t op, uint32_t flags,
+                                       const postern_str_t* keywords, size_t keyword_count,
+                                       int32_t has_unchanged_since, uint64_t unchanged_since,
+                                       postern_mresult_t** out);
+  /** Removes messages (postern_expunge_mode_t): `uids` removed, ascending. */
+  postern_status_t (*mbox_expunge)(postern_mailbox_t* mb, postern_str_t folder, const uint32_t* uids,
+                                   size_t uid_count, postern_expunge_mode_t mode, postern_mresult_t** out);
+  /**
+   * APPEND (the account's quota applies: OVER_QUOTA). internal_date < 0 means
+   * now. `uidvalidity` and `uid` (APPENDUID).
+   */
+  postern_status_t (*mbox_append)(postern_mailbox_t* mb, postern_str_t folder, postern_bytes_t message,
+                                  uint32_t flags, const postern_str_t* keywords, size_t keyword_count,
+                                  int64_t internal_date, postern_mresult_t** out);
+  /** COPY (quota applies): `uidvalidity` of the target and `uid_pairs`. Missing UIDs are skipped. */
+  postern_status_t (*mbox_copy)(postern_mailbox_t* mb, postern_str_t from, const uint32_t* uids, size_t uid_count,
+                                postern_str_t to, postern_mresult_t** out);
+  /** MOVE, atomic (RFC 6851): like mbox_copy, and the originals vanish in the same commit. */
+  postern_status_t (*mbox_move)(postern_mailbox_t* mb, postern_str_t from, const uint32_t* uids, size_t uid_count,
+                                postern_str_t to, postern_mresult_t** out);
+  /** Octets used by the account (cached, no I/O) and its quota (0 = none). */
+  postern_status_t (*mbox_usage)(postern_mailbox_t* mb, uint64_t* used_bytes, uint64_t* quota_bytes);
+
+  /**
+   * Opens a view of a folder (SELECT, EXAMINE, the POP3 maildrop): `messages`
+   * the whole snapshot (message sequence number = index + 1), uidvalidity,
+   * uidnext, highest_modseq, and `folders[0]` the folder's counters.
+   */
+  postern_status_t (*mbox_open_folder)(postern_mailbox_t* mb, postern_str_t name, postern_folder_view_t** view,
+                                       postern_mresult_t** out);
+  /**
+   * Brings the view up to date: `uids` expunged from it (ascending, as they
+   * were in it), `messages` added at its end, `changed` with new flags,
+   * uidvalidity/uidnext/highest_modseq; flags GONE when the folder is no more.
+   */
+  postern_status_t (*view_refresh)(postern_folder_view_t* view, postern_mresult_t** out);
+  void (*view_release)(postern_folder_view_t* view);
 } postern_host_api_v1_t;
 
 /* ------------------------------------------------------------------------ */
