@@ -188,6 +188,10 @@ class Daemon {
     rt_.smtp = nullptr;
     gen_.smtp = smtp_cfg;
     services_.scheduler = rt_.scheduler.get();
+    services_.directory = rt_.directory;
+    services_.store = rt_.store;
+    services_.tls = tls_;
+    services_.server_name = m.server_name;
 
     install_chain(gen_.manifest);
 

@@ -9,12 +9,23 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
+#include <string>
 
 namespace postern::core::dns {
 class Resolver;
 }
 namespace postern::core::scheduler {
 class Scheduler;
+}
+namespace postern::core::directory {
+class Directory;
+}
+namespace postern::core::mailstore {
+class MailStore;
+}
+namespace postern::core::tls {
+class TlsContext;
 }
 
 namespace postern::core::plugin {
@@ -25,6 +36,11 @@ struct HostServices {
   dns::Resolver* resolver = nullptr;              // may be null: dns_query fails
   scheduler::Scheduler* scheduler = nullptr;      // may be null: cron registration fails
   std::filesystem::path state_root;               // <data-dir>/state; each plugin gets <root>/<name>
+  // ABI 1.2 (service plugins); each may be null: the calls then answer UNAVAILABLE.
+  std::shared_ptr<directory::Directory> directory;  // dir_authenticate, dir_account, quotas
+  std::shared_ptr<mailstore::MailStore> store;      // mbox_*, view_*
+  std::shared_ptr<tls::TlsContext> tls;           // STARTTLS and implicit TLS on service listeners
+  std::string server_name;                        // POSTERN_STREAM_SERVER_NAME
   std::function<int64_t()> now_ms = [] {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())

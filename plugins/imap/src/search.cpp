@@ -1,0 +1,2 @@
+// SEARCH evaluation (see search.hpp); being written.
+#include "search.hpp"
