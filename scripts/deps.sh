@@ -9,6 +9,8 @@ PACKAGES=(
   libcrypt-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3 openssl swaks postfix dnsmasq-base unbound libargon2-dev tcpdump
   clang libclang-rt-14-dev
+  # Real mail clients the IMAP/POP3 integration tests drive (docs: ../shared/docs/real-clients.md).
+  curl fetchmail getmail6 s-nail isync offlineimap3 mutt tmux
 )
 
 missing=()
