@@ -10,7 +10,7 @@ PACKAGES=(
   python3 openssl swaks postfix dnsmasq-base unbound libargon2-dev tcpdump
   clang libclang-rt-14-dev
   # Real mail clients the IMAP/POP3 integration tests drive (docs: ../shared/docs/real-clients.md).
-  curl fetchmail getmail6 s-nail isync offlineimap3 mutt tmux
+  curl fetchmail getmail6 s-nail isync offlineimap3 mutt neomutt tmux
 )
 
 missing=()

@@ -31,6 +31,7 @@ if [ "${POSTERN_SKIP_FUZZ:-0}" != 1 ]; then
   echo "== fuzz (${secs} s per target)"
   BUILD_DIR=build-fuzz tests/fuzz/run_mime_fuzz.sh "$secs" >build-fuzz-mime.log 2>&1 || { tail -50 build-fuzz-mime.log; exit 1; }
   BUILD_DIR=build-fuzz tests/fuzz/run_smtp_fuzz.sh "$secs" >build-fuzz-smtp.log 2>&1 || { tail -50 build-fuzz-smtp.log; exit 1; }
+  BUILD_DIR=build-fuzz tests/fuzz/run_imap_fuzz.sh "$secs" >build-fuzz-imap.log 2>&1 || { tail -50 build-fuzz-imap.log; exit 1; }
   grep -h -E "^#[0-9]+.*DONE|stat::number_of_executed_units" build-fuzz-*.log | tail -6 || true
 fi
 echo "== all tests passed in $(( $(date +%s) - start )) s"

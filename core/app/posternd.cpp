@@ -18,6 +18,7 @@
 #include "core/log/log.hpp"
 #include "core/plugin/chain_builder.hpp"
 #include "core/queue/spool.hpp"
+#include "core/service/listener.hpp"
 #include "core/smtp/server.hpp"
 #include "core/smtp/smtp_config.hpp"
 #include "core/tls/tls_context.hpp"
@@ -199,7 +200,7 @@ class Daemon {
       for (const config::Listener& l : m.listeners) {
         if (!l.enabled) continue;
         if (l.protocol != "smtp" && l.protocol != "submission") {
-          log::warn("main", "listener={} protocol={} has no engine in this build yet; not started", l.name, l.protocol);
+          start_service_listener(l);
           continue;
         }
         auto server = std::make_unique<smtp::SmtpServer>(
@@ -229,8 +230,11 @@ class Daemon {
     for (size_t i = 1; i < io_threads; ++i) threads.emplace_back([this] { io_.run(); });
     io_.run();
     for (auto& t : threads) t.join();
-    // Teardown while every service plugins may use still exists: servers,
-    // then the chain (destroyed on the control thread), then the pools.
+    // Teardown while every service plugins may use still exists: service
+    // listeners (their streams end with on_close SHUTDOWN here if the drain
+    // left any) and SMTP servers, then the chain (destroyed on the control
+    // thread), then the pools.
+    service_listeners_.clear();
     servers_.clear();
     std::atomic_store(&chain_, event::ChainPtr());
     app::unwire_all(rt_);
@@ -244,6 +248,29 @@ class Daemon {
 
  private:
   event::ChainPtr current_chain() const { return std::atomic_load(&chain_); }
+
+  /**
+   * A listener of a service protocol (ABI 1.2, docs/services.md): opened only
+   * when a plugin of the current chain serves the protocol. Each connection
+   * takes the chain current when it is accepted, and the plugin serving the
+   * protocol there. @throws std::runtime_error on a bad listener attribute or
+   * when the port cannot be bound.
+   */
+  void start_service_listener(const config::Listener& l) {
+    const service::Provider provider = service::find_provider(current_chain(), l.protocol);
+    if (!provider) {
+      log::warn("main", "listener={} protocol={}: no loaded plugin serves this protocol; port {} not opened", l.name,
+                l.protocol, l.port);
+      return;
+    }
+    auto listener = std::make_unique<service::ServiceListener>(
+        io_, l, service::make_listener_info(l, tls_, gen_.manifest->server_name),
+        [this](std::string_view protocol) { return service::find_provider(current_chain(), protocol); });
+    listener->start();
+    log::info("main", "listener={} protocol={} address={} port={} tls={} plugin={}", l.name, l.protocol, l.address,
+              l.port, config::tls_mode_name(l.tls), provider.name);
+    service_listeners_.push_back(std::move(listener));
+  }
 
   /**
    * Builds a chain; runs on the main thread at start and on the control
@@ -272,6 +299,7 @@ class Daemon {
       }
       log::info("main", "signal={} stopping", sig);
       for (auto& s : servers_) s->stop();
+      for (auto& s : service_listeners_) s->stop();
       drain(std::chrono::steady_clock::now() + kDrainTime);
     });
   }
@@ -280,6 +308,7 @@ class Daemon {
   void drain(std::chrono::steady_clock::time_point deadline) {
     size_t active = 0;
     for (auto& s : servers_) active += s->active_sessions();
+    for (auto& s : service_listeners_) active += s->active();
     if (active == 0 || std::chrono::steady_clock::now() >= deadline) {
       if (active != 0) log::warn("main", "{} session(s) still open after the drain time; closing", active);
       resolver_->shutdown();
@@ -326,6 +355,7 @@ class Daemon {
   std::shared_ptr<tls::TlsContext> tls_;
   std::unique_ptr<queue::Spool> spool_;
   std::vector<std::unique_ptr<smtp::SmtpServer>> servers_;
+  std::vector<std::unique_ptr<service::ServiceListener>> service_listeners_;
 };
 
 }  // namespace

@@ -331,7 +331,8 @@ LoadResult load_manifest(const std::filesystem::path& file) {
       d.error(n, fmt::format("<listeners>: unknown element <{}> (listener)", n.name()));
       continue;
     }
-    check_attributes(n, {"name", "protocol", "address", "port", "tls", "require-auth", "cleartext-auth", "enabled"}, d);
+    check_attributes(n, {"name", "protocol", "address", "port", "tls", "require-auth", "cleartext-auth", "enabled",
+                         "idle-timeout", "max-connections", "tls-handshake-timeout"}, d);
     Listener l;
     l.node = n;
     l.line = d.line_of(n);

@@ -136,7 +136,7 @@ enum class FlagOp { Replace, Add, Remove };
 
 /** Result of store_flags(). */
 struct StoreFlagsOutcome {
-  std::vector<MessageInfo> messages;  // every existing message asked for, with its state after the store
+  std::vector<MessageInfo> messages;  // every existing message asked for and not in `modified`, with its state after the store
   std::vector<uint32_t> modified;     // RFC 7162 UNCHANGEDSINCE failures: not changed (MODIFIED response code)
   uint64_t highest_modseq = 0;
 };

@@ -7,7 +7,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstddef>
+#include <cstring>
 #include <exception>
 
 namespace postern::core::plugin {
@@ -119,6 +121,26 @@ std::variant<std::unique_ptr<LoadedPlugin>, std::string> LoadedPlugin::load(cons
 
 bool LoadedPlugin::quiesce() {
   if (quiesced_) return true;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  // Service streams first (ABI 1.2): each ends with on_close(SHUTDOWN) on its
+  // strand, and their callbacks are plugin code that must finish before the
+  // rest of the plugin is taken down.
+  std::vector<std::function<void()>> end_streams;
+  {
+    std::lock_guard lock(outstanding_->mutex);
+    outstanding_->streams_closed = true;
+    for (auto& [id, end] : outstanding_->streams) end_streams.push_back(end);
+  }
+  for (auto& end : end_streams) end();
+  end_streams.clear();
+  {
+    std::unique_lock lock(outstanding_->mutex);
+    if (!outstanding_->idle.wait_until(lock, deadline, [this] { return outstanding_->streams.empty(); })) {
+      log::error("plugin", "name={} still has {} stream(s) open after 30 s; not unloading it", descriptor_.name,
+                 outstanding_->streams.size());
+      return false;
+    }
+  }
   // postern_abi.h: unfired timers run once with fired = 0, open DNS queries
   // complete with CANCELLED and cron jobs are removed, before on_destroy;
   // then wait for calls
@@ -126,6 +148,7 @@ bool LoadedPlugin::quiesce() {
   std::unordered_map<uint64_t, std::shared_ptr<TimerState>> timers;
   std::unordered_map<uint64_t, std::shared_ptr<DnsCall>> dns;
   std::unordered_map<uint64_t, uint64_t> crons;
+  std::unordered_map<uint64_t, std::shared_ptr<PostedCall>> posts;
   scheduler::WeakScheduler sched;
   {
     std::lock_guard lock(outstanding_->mutex);
@@ -133,8 +156,18 @@ bool LoadedPlugin::quiesce() {
     timers.swap(outstanding_->timers);
     dns.swap(outstanding_->dns);
     crons.swap(outstanding_->crons);
+    posts.swap(outstanding_->posts);
     sched = outstanding_->scheduler;
   }
+  // stream_post promises fn runs exactly once. Once the I/O context stopped
+  // (posternd's shutdown) the strand never runs again: run the rest here; no
+  // stream callback can overlap, nothing runs on the strands any more.
+  if (services_.io != nullptr && services_.io->stopped()) {
+    for (auto& [id, call] : posts) {
+      if (call->run()) outstanding_->leave();
+    }
+  }
+  posts.clear();
   // A job that starts after this sees `closed` and returns without calling
   // the plugin; one already running is counted in in_flight and waited for.
   for (auto& [id, job] : crons) {
@@ -146,7 +179,7 @@ bool LoadedPlugin::quiesce() {
   }
   for (auto& [id, call] : dns) cancel_dns_call(*call);
   std::unique_lock lock(outstanding_->mutex);
-  if (!outstanding_->idle.wait_for(lock, std::chrono::seconds(30), [this] { return outstanding_->in_flight == 0; })) {
+  if (!outstanding_->idle.wait_until(lock, deadline, [this] { return outstanding_->in_flight == 0; })) {
     log::error("plugin", "name={} still has {} call(s) running after 30 s; not unloading it", descriptor_.name,
                outstanding_->in_flight);
     return false;
@@ -182,6 +215,44 @@ postern_status_t LoadedPlugin::subscribe(postern_stage_t stage) {
   }
   subscribed_.set(static_cast<size_t>(stage));
   return POSTERN_OK;
+}
+
+postern_status_t LoadedPlugin::register_service(std::string_view protocol, const postern_service_v1_t* svc,
+                                                void* user) {
+  if (!initializing_) return POSTERN_ERR_UNAVAILABLE;
+  if (descriptor_.kind != Kind::Service) {
+    log::error("plugin", "name={} registers service '{}' but its descriptor is not kind=\"service\"", descriptor_.name,
+               protocol);
+    return POSTERN_ERR_INVALID;
+  }
+  if (protocol.empty() || protocol == "smtp" || protocol == "submission") {
+    log::error("plugin", "name={} may not serve protocol '{}'", descriptor_.name, protocol);
+    return POSTERN_ERR_INVALID;
+  }
+  // The three calls every stream needs; on_tls and on_drain may be null.
+  constexpr size_t kMinTable = offsetof(postern_service_v1_t, on_close) + sizeof(void*);
+  if (svc == nullptr || svc->struct_size < kMinTable || svc->on_open == nullptr || svc->on_data == nullptr ||
+      svc->on_close == nullptr) {
+    log::error("plugin", "name={} service '{}': table missing or too small", descriptor_.name, protocol);
+    return POSTERN_ERR_INVALID;
+  }
+  if (registered_.count(protocol) != 0) {
+    log::error("plugin", "name={} registers service '{}' twice", descriptor_.name, protocol);
+    return POSTERN_ERR_INVALID;
+  }
+  ServiceRegistration reg;
+  reg.protocol = std::string(protocol);
+  std::memcpy(&reg.table, svc, std::min<size_t>(svc->struct_size, sizeof reg.table));
+  reg.table.struct_size = sizeof reg.table;
+  reg.user = user;
+  registered_.emplace(reg.protocol, std::move(reg));
+  log::debug("plugin", "name={} serves protocol {}", descriptor_.name, protocol);
+  return POSTERN_OK;
+}
+
+const ServiceRegistration* LoadedPlugin::service(std::string_view protocol) const {
+  auto it = registered_.find(protocol);
+  return it != registered_.end() ? &it->second : nullptr;
 }
 
 postern_verdict_t LoadedPlugin::call(postern_stage_t stage, postern_event_t* ev, postern_hook_result_t* result) const {

@@ -13,13 +13,16 @@
 #include <boost/dll/shared_library.hpp>
 #include <pugixml.hpp>
 
+#include <atomic>
 #include <bitset>
-#include <functional>
-#include <memory>
 #include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
-#include <unordered_map>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <variant>
 
 namespace postern::core::plugin {
@@ -37,6 +40,26 @@ struct TimerState;
 struct DnsCall;
 
 /**
+ * One stream_post call not yet run (ABI 1.2): it runs exactly once, on the
+ * stream's strand, or, when the I/O context already stopped at unload, on
+ * the unloading thread (core/service/stream.cpp).
+ */
+struct PostedCall {
+  postern_task_cb fn = nullptr;
+  void* user = nullptr;
+  std::atomic<bool> done{false};
+  /** Runs fn unless it already ran. @return whether this call ran it. */
+  bool run() {
+    if (done.exchange(true)) return false;
+    try {
+      fn(user);
+    } catch (...) {
+    }
+    return true;
+  }
+};
+
+/**
  * What a plugin has outstanding with the host: timers, DNS queries, cron jobs,
  * and calls into its code (queued work, running callbacks and jobs). At unload
  * the host closes it, completes every timer (fired = 0) and query (CANCELLED)
@@ -52,6 +75,15 @@ struct Outstanding {
   /** cron_add ids -> scheduler job ids (0 while being registered). */
   std::unordered_map<uint64_t, uint64_t> crons;
   scheduler::WeakScheduler scheduler;  // where `crons` live; remove() is a no-op once it is gone
+  /** stream_post calls queued to a strand and not yet run (counted in in_flight). */
+  std::unordered_map<uint64_t, std::shared_ptr<PostedCall>> posts;
+  /**
+   * Live service streams of the plugin (core/service): id -> a function that
+   * ends the stream with on_close(SHUTDOWN). A stream removes itself after its
+   * on_close returned; unload ends them all and waits for the map to empty.
+   */
+  std::unordered_map<uint64_t, std::function<void()>> streams;
+  bool streams_closed = false;  // unloading: no new stream is admitted
   size_t in_flight = 0;  // queued work items + callbacks running in plugin code
   bool closed = false;
 
@@ -66,6 +98,13 @@ struct Outstanding {
     std::lock_guard lock(mutex);
     if (--in_flight == 0) idle.notify_all();
   }
+};
+
+/** A protocol a service plugin serves (service_register, ABI 1.2). */
+struct ServiceRegistration {
+  std::string protocol;
+  postern_service_v1_t table{};  // copied; members the plugin's table lacks stay null
+  void* user = nullptr;
 };
 
 struct LoadRequest {
@@ -87,10 +126,13 @@ class LoadedPlugin {
   ~LoadedPlugin();
 
   /**
-   * Closes the plugin to new callbacks, completes its timers (fired = 0) and
-   * DNS queries (CANCELLED), removes its cron jobs, and waits up to 30 s for calls still running in
-   * its code. @return false if they did not finish: the caller must leak the
-   * object (its code and host handle may still be in use).
+   * Ends the plugin's service streams (on_close SHUTDOWN) and waits for their
+   * last callbacks, then closes the plugin to new callbacks, completes its
+   * timers (fired = 0) and DNS queries (CANCELLED), removes its cron jobs,
+   * runs stream_post calls the stopped I/O context will never run, and waits
+   * up to 30 s for calls still running in its code. @return false if they did
+   * not finish: the caller must leak the object (its code and host handle may
+   * still be in use).
    */
   bool quiesce();
   LoadedPlugin(const LoadedPlugin&) = delete;
@@ -115,6 +157,17 @@ class LoadedPlugin {
   postern_status_t subscribe(postern_stage_t stage);
   const std::shared_ptr<Outstanding>& outstanding() const { return outstanding_; }
 
+  /**
+   * service_register (ABI 1.2): only during on_init, only for a descriptor of
+   * kind "service"; refuses an empty protocol, "smtp", "submission", a table
+   * smaller than ABI 1.2's or without on_open/on_data/on_close, and a protocol
+   * this plugin registered already.
+   */
+  postern_status_t register_service(std::string_view protocol, const postern_service_v1_t* svc, void* user);
+  /** The registration for `protocol`, or null. Immutable after load. */
+  const ServiceRegistration* service(std::string_view protocol) const;
+  const std::map<std::string, ServiceRegistration, std::less<>>& services_registered() const { return registered_; }
+
  private:
   LoadedPlugin() = default;
 
@@ -130,6 +183,7 @@ class LoadedPlugin {
   void* instance_ = nullptr;
   postern_host host_{};
   std::bitset<64> subscribed_;
+  std::map<std::string, ServiceRegistration, std::less<>> registered_;
   std::shared_ptr<Outstanding> outstanding_ = std::make_shared<Outstanding>();
   bool initializing_ = false;
   bool quiesced_ = false;

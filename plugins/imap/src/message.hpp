@@ -7,6 +7,64 @@
 // CONTRACT between plugins/imap's protocol side (session.cpp, parser.cpp)
 // and the message side (message.cpp, search.cpp). Owned by the message side;
 // the signatures below may be extended, not changed.
+//
+// DESIGN
+// - parse() walks the octets once, front to back: header/body split at the
+//   first empty line (CRLF or bare LF; no empty line = all header, empty
+//   body). Every line starting with "--" is checked against the boundaries
+//   of the open multiparts, innermost first (so a nested multipart reusing
+//   its parent's boundary owns those lines, as in Dovecot); a delimiter is
+//   "--" boundary then "--" or only transport padding (RFC 2046 §5.1.1), and
+//   the line end before it belongs to it. A delimiter of an outer multipart
+//   ends every part inside it; preamble and epilogue are skipped; a missing
+//   close delimiter is tolerated (the last part runs on). A boundary line
+//   inside a part's header ends the part (empty body). RFC 2231 parameters
+//   (continuations, charset) are decoded, so boundary*=... works too.
+// - Defaults (RFC 2045/2046): text/plain; charset=us-ascii, 7bit;
+//   message/rfc822 inside multipart/digest; an invalid Content-Type is
+//   text/plain. Content-* fields are honoured without MIME-Version.
+// - Limits (hostile input): kMaxMimeDepth nesting levels and kMaxMimeParts
+//   parts per message; a multipart or message/rfc822 part beyond them is
+//   kept as an opaque application/octet-stream leaf, further parts of a
+//   multipart are skipped. Parsing never throws on any input; recursion depth
+//   is bounded by kMaxMimeDepth.
+// - Sizes and line counts are of the octets as sent: every bare LF counts as
+//   CRLF, because section_text() converts bare LF to CRLF on the way out.
+//   Lines = number of LFs in the body (the last line before a delimiter has
+//   none), as Dovecot counts.
+// - Section numbers (RFC 3501 §6.4.5): a non-multipart message has only part
+//   1 (its body); the parts of a message/rfc822 part are those of the
+//   message it holds; anything else (e.g. 1.1 below a text/plain part 1)
+//   does not exist and yields "" (Dovecot is lenient there; we are not).
+//   HEADER/HEADER.FIELDS/TEXT with a part number need a message/rfc822 part.
+// - BODY/BODYSTRUCTURE are written with upper-case type, subtype, encoding,
+//   parameter and disposition names, values as written (RFC 3501 §7.4.2
+//   examples). A text part without a charset parameter gets
+//   "CHARSET" "us-ascii" appended. RFC 2231 parameters are merged; a value
+//   that decodes to ASCII is sent plainly, other values keep the extended
+//   form NAME* "charset'lang'%XX" (as Dovecot), since IMAP4rev1 quoted
+//   strings cannot carry 8-bit. A multipart without parts is sent with one
+//   empty text/plain part (the grammar needs one). Content-Language is
+//   always a list.
+// - ENVELOPE: Date, Subject, In-Reply-To, Message-ID from the first field of
+//   that name, raw and unfolded; From/Sender/Reply-To/To/Cc/Bcc from all
+//   fields of that name (joined); Sender and Reply-To fall back to From;
+//   display names unquoted with encoded words kept; route always NIL; groups
+//   as (NIL NIL "name" NIL) ... (NIL NIL NIL NIL); an address without a
+//   domain gets host "MISSING_DOMAIN", words without an address
+//   "MISSING_MAILBOX"/"MISSING_DOMAIN" (Dovecot's markers, so that no host
+//   is NIL outside group syntax).
+// - Strings are quoted when 7-bit printable and at most 1024 octets,
+//   otherwise sent as a literal {n}CRLF; absent values are NIL.
+// - Charsets: utf-8, us-ascii, iso-8859-1, iso-8859-15 and windows-1252 are
+//   converted here; others through iconv(3); an unknown charset leaves the
+//   octets as they are (and an encoded word with it stays encoded).
+// - Cost: FETCH FLAGS, UID, INTERNALDATE and RFC822.SIZE need no parse; the
+//   protocol side calls parse() only for ENVELOPE, BODY, BODYSTRUCTURE,
+//   BODY[...] and SEARCH keys that needs_message(). parse + BODYSTRUCTURE of
+//   a 10 MB message with one attachment: ~9 ms; 10 MB in 2400 parts: ~31 ms.
+// - Thread safety: a ParsedMessage is immutable after parse(); all functions
+//   are reentrant.
 
 #include <cstdint>
 #include <memory>
@@ -33,9 +91,19 @@ struct MimePart {
   std::string location;
   size_t lines = 0;                 // body lines (text/*, message/rfc822)
   std::vector<MimePart> children;   // multipart/*: the parts; message/rfc822: exactly one (the inner message)
+  size_t size = 0;                  // body octets as sent (bare LF counted as CRLF)
+  /** Content-Type parameters as BODYSTRUCTURE sends them (lower-case names; see DESIGN). */
+  std::vector<std::pair<std::string, std::string>> params_wire;
+  std::vector<std::pair<std::string, std::string>> disposition_params_wire;
+  /** The decoded value of parameter `name` (lower case), or nullptr. */
+  const std::string* param(std::string_view name) const;
   bool is_multipart() const { return type == "multipart"; }
   bool is_message() const { return type == "message" && (subtype == "rfc822" || subtype == "global"); }
 };
+
+/** Hostile-input limits of ParsedMessage::parse (see DESIGN). */
+inline constexpr int kMaxMimeDepth = 100;
+inline constexpr size_t kMaxMimeParts = 10000;
 
 /** A parsed message. Keeps a copy of (or shares) the raw octets. */
 class ParsedMessage {
@@ -53,6 +121,11 @@ class ParsedMessage {
    * top-level header, unfolded, raw (encoded words kept); nullopt if absent.
    */
   std::optional<std::string> header(std::string_view name) const;
+
+  /** The raw header block of `p` (including the empty line that ends it). */
+  std::string_view header_block(const MimePart& p) const;
+  /** The raw body of `p`. */
+  std::string_view body(const MimePart& p) const;
 
   MimePart root_;
   std::shared_ptr<const std::string> raw_;
@@ -82,5 +155,32 @@ std::string format_internal_date(int64_t epoch_seconds);
 std::optional<int64_t> parse_internal_date(std::string_view text);
 /** Parses a SEARCH date "1-Feb-1994" to the epoch second of its 00:00 UTC; nullopt if malformed. */
 std::optional<int64_t> parse_search_date(std::string_view text);
+
+/** One header field of a header block: `name` as written, `raw` the whole field (folded, with its line end). */
+struct HeaderField {
+  std::string_view name;
+  std::string_view raw;
+  /** The value: after the colon, unfolded, surrounding whitespace removed. */
+  std::string value() const;
+};
+/** The fields of a header block, in order. A line without a colon is a field with that whole line as name. */
+std::vector<HeaderField> header_fields(std::string_view block);
+
+/** `s` with every bare LF turned into CRLF. */
+std::string to_crlf(std::string_view s);
+/** Octets of `s` once to_crlf() is applied. */
+size_t crlf_size(std::string_view s);
+
+/** Converts `bytes` in `charset` to UTF-8; returns false (and leaves `out` = bytes) when the charset is unknown. */
+bool charset_to_utf8(std::string_view bytes, std::string_view charset, std::string& out);
+/** A header value with RFC 2047 encoded words decoded to UTF-8 (unknown charsets kept encoded). */
+std::string decode_header_value(std::string_view value);
+/** Undoes a Content-Transfer-Encoding (base64, quoted-printable; others unchanged). */
+std::string decode_transfer_encoding(std::string_view body, std::string_view encoding);
+/** A part's body as UTF-8 text: transfer encoding undone, charset converted where known. */
+std::string decoded_text(const ParsedMessage& m, const MimePart& p);
+
+/** The date of an RFC 5322 Date: value as written (its own zone) as the epoch second of its 00:00 UTC; nullopt if malformed. */
+std::optional<int64_t> parse_rfc5322_day(std::string_view value);
 
 }  // namespace postern::imap

@@ -5,6 +5,25 @@
 // CONTRACT between the protocol side (parser.cpp builds SearchKey; session.cpp
 // calls matches()) and the message side (search.cpp evaluates). The message
 // side owns this file; extend, do not change.
+//
+// DESIGN
+// - matches() loads the message (SearchSubject::load) at most once per call
+//   and only for keys that need it (see needs_message()); the decoded and
+//   case-folded header and body texts are built once per call too.
+// - String keys: substring match after decoding and simple case folding
+//   (fold_case: ASCII, Latin-1, Latin Extended-A, Greek, Cyrillic, Armenian,
+//   full-width Latin; 1:1 mappings only, so "ß" does not match "ss").
+//   Header fields: RFC 2047 words decoded. BODY: every text/* part with its
+//   transfer encoding undone and charset converted, plus the header and body
+//   of encapsulated messages; non-text parts are not searched. TEXT: the
+//   top-level header, the MIME headers of all parts, then BODY. FROM/TO/CC/BCC/SUBJECT/HEADER: every field
+//   of that name in the top-level header; HEADER name "" matches any message
+//   that has the field.
+// - Dates: BEFORE/ON/SINCE compare the UTC day of the internal date;
+//   SENTBEFORE/SENTON/SENTSINCE the day written in the Date: field (its own
+//   zone); a message without a parsable Date: uses its internal date.
+// - '*' in a set is the caller's max_msn / max_uid; "5:*" with '*' = 3
+//   means 3:5.
 
 #include "message.hpp"
 
@@ -72,5 +91,8 @@ bool needs_message(const SearchKey& key);
  * charsets converted to UTF-8 where known).
  */
 bool matches(const SearchKey& key, const SearchSubject& s);
+
+/** `s` (UTF-8; other octets kept) with simple case folding applied (see DESIGN). */
+std::string fold_case(std::string_view s);
 
 }  // namespace postern::imap

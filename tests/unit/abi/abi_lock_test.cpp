@@ -84,9 +84,26 @@ TEST(AbiLockTest, Version11MembersAreAppended) {
   EXPECT_EQ(offsetof(postern_host_api_v1_t, cron_cancel), 16u + 39 * 8u);
   EXPECT_EQ(offsetof(postern_host_api_v1_t, event_tag_set), 16u + 40 * 8u);
   EXPECT_EQ(offsetof(postern_host_api_v1_t, event_tag_get), 16u + 41 * 8u);
-  EXPECT_EQ(sizeof(postern_host_api_v1_t), 16u + 42 * 8u);
   EXPECT_STREQ(POSTERN_TAG_WHITELISTED, "postern.whitelisted");
   EXPECT_GE(POSTERN_ABI_VERSION_MINOR, 1);
+}
+
+// v1.2 appended the service, directory and mailbox functions after
+// event_tag_get, new status codes after POSTERN_ERR_FAILED, and new types.
+TEST(AbiLockTest, Version12MembersAreAppended) {
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, event_tag_get), 16u + 41 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, service_register), 16u + 42 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, stream_get), 16u + 53 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, last_error), 16u + 54 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, mbox_open), 16u + 57 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, view_release), 16u + 77 * 8u);
+  EXPECT_EQ(sizeof(postern_host_api_v1_t), 16u + 78 * 8u);
+  EXPECT_EQ(POSTERN_ERR_FAILED, 4);
+  EXPECT_EQ(POSTERN_ERR_TEMPORARY, 10);
+  EXPECT_EQ(offsetof(postern_service_v1_t, on_close), 40u);
+  EXPECT_EQ(sizeof(postern_service_v1_t), 48u);
+  EXPECT_EQ(offsetof(postern_mresult_t, uid), 120u);
+  EXPECT_GE(POSTERN_ABI_VERSION_MINOR, 2);
 }
 
 }  // namespace

@@ -747,7 +747,9 @@ typedef struct postern_host_api_v1 {
   void (*stream_close)(postern_stream_t* stream);
   /**
    * Closes the stream when no input arrives for `timeout_ms` (0: never;
-   * the listener default is 30 minutes). Each input resets it.
+   * the listener default is 30 minutes). Each input and each completed
+   * write resets it (a long download is not idle); it does not run while
+   * the stream is paused with nothing left to write.
    * THREADING: the stream's strand.
    */
   postern_status_t (*stream_set_idle_timeout)(postern_stream_t* stream, uint64_t timeout_ms);
@@ -822,7 +824,8 @@ typedef struct postern_host_api_v1 {
   postern_status_t (*mbox_read_message)(postern_mailbox_t* mb, postern_str_t folder, uint32_t uid,
                                         postern_mresult_t** out);
   /**
-   * STORE: `messages` the listed existing messages after the change, `uids`
+   * STORE: `messages` the listed messages that exist and were not refused
+   * by UNCHANGEDSINCE, in their state after the change; `uids`
    * the RFC 7162 MODIFIED ones (when has_unchanged_since), highest_modseq.
    * INVALID for a keyword that is not an IMAP atom.
    */

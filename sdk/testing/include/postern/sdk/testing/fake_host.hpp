@@ -41,6 +41,33 @@
  * one MIME part. posternd uses the core MIME parser.
  *
  * Cron jobs (ABI 1.1) never fire by themselves: run_cron() runs them.
+ *
+ * Services (ABI 1.2): service_register records the protocol (services(),
+ * service_owner()); connect("pop3") opens a FakeStream as a client would.
+ * Its callbacks run on the test's thread, one at a time, as on a strand:
+ *
+ *   auto store = std::make_shared<sdk::testing::MemoryMailStore>();
+ *   store->add_account("alice@example.test", "secret");
+ *   host.use_mail_store(store);                 // dir_* and mbox_* answer from it
+ *   auto pop = host.load<Pop3Plugin>(R"(<plugin name="pop3"/>)");
+ *   auto c = host.connect("pop3");              // on_open; the greeting is in c.output()
+ *   c.send("USER alice\r\nPASS secret\r\n");   // on_data; posted replies run after it returns
+ *   EXPECT_EQ(c.take_output(), "+OK ...");
+ *
+ *   - stream_post: the function runs once the current plugin callback has
+ *     returned (StreamOptions::manual_posts: only on FakeStream::run_posted()),
+ *     and on run_pending_work().
+ *   - stream_starttls: the handshake succeeds after the current callback
+ *     (StreamOptions::auto_tls = false: complete_tls() / fail_tls()); then
+ *     TLS_PROTOCOL reads "TLSv1.3", undelivered input is dropped, on_tls runs.
+ *   - stream_close: on_close(PLUGIN) follows after the current callback.
+ *   - stream_pause: input sent meanwhile waits and is delivered on resume.
+ *   - Output is captured whole (output(), take_output()); hold_output keeps
+ *     it "queued" until flush_output(), for want_drain / backpressure tests.
+ * The directory and the mailbox store (dir_*, mbox_*, view_*) answer
+ * POSTERN_ERR_UNAVAILABLE until the test installs answers: use_mail_store()
+ * with a MemoryMailStore, or set_authenticate / set_account_lookup /
+ * set_mailbox_opener (fake_mail.hpp).
  * Session tags start as FakeEvent::tags() and end in FakeResult::tags().
  *
  * Unloading (Loaded::unload(), ~Loaded, ~FakeHost) runs the plugin's queued
@@ -49,6 +76,7 @@
  */
 
 #include <postern/sdk/sdk.hpp>
+#include <postern/sdk/testing/fake_mail.hpp>
 #include <postern/sdk/testing/fake_message.hpp>
 
 #include <pugixml.hpp>
@@ -405,6 +433,22 @@ struct CronJob {
   uint64_t runs = 0;
 };
 
+/** One protocol served by a plugin (service_register, ABI 1.2). */
+struct ServiceReg {
+  Slot* slot = nullptr;
+  const postern_service_v1_t* svc = nullptr;
+  void* user = nullptr;
+};
+
+/** What answers dir_* and mbox_* (fake_mail.hpp); empty members answer UNAVAILABLE. */
+struct MailHooks {
+  std::function<Expected<Account>(std::string_view login, std::string_view password, uint32_t service)> authenticate;
+  std::function<Expected<Account>(std::string_view address)> account;
+  std::function<Expected<std::shared_ptr<FakeMailbox>>(std::string_view account)> open;
+};
+
+struct StreamState;
+
 /**
  * A syntax check of a cron expression: five fields of digits, names, `*`,
  * `,`, `-` and `/`. posternd's parser (core/scheduler) also checks ranges.
@@ -447,6 +491,11 @@ struct Core {
   bool cron_available = true;
   uint64_t sessions = 0;
   std::weak_ptr<Core> self;
+  // ABI 1.2
+  std::map<std::string, ServiceReg> services;  // key: protocol, lower case
+  std::vector<StreamState*> streams;           // open streams (not yet on_close)
+  uint64_t stream_seq = 0;
+  MailHooks mail;
 
   void log(LogLevel level, std::string plugin, std::string text) {
     std::lock_guard lock(mu);
@@ -648,9 +697,185 @@ inline std::optional<int64_t> next_due(Core& core) {
   return best;
 }
 
-/** Runs the slot's queued work, cancels its DNS queries, drops its timers, calls on_destroy. */
+/**
+ * One client connection of a FakeStream; its address is the postern_stream_t*
+ * handle. Reference-counted: the FakeStream holds one reference, the plugin
+ * adds its own with stream_retain.
+ */
+struct StreamState {
+  std::shared_ptr<Core> core;
+  Slot* slot = nullptr;
+  const postern_service_v1_t* svc = nullptr;
+  void* conn = nullptr;
+  std::atomic<int> refs{1};
+
+  std::mutex mu;
+  std::map<postern_stream_prop_t, std::string> props;
+  bool opened = false;           // on_open returned a connection
+  bool closed = false;           // on_close ran (or on_open refused)
+  bool close_requested = false;  // the plugin called stream_close
+  bool paused = false;
+  bool drain_wanted = false;
+  bool tls_pending = false;      // stream_starttls called, handshake not done
+  bool tls_active = false;
+  bool starttls_available = true;
+  bool auto_tls = true;
+  bool manual_posts = false;
+  bool hold_output = false;
+  std::optional<postern_close_reason_t> close_reason;
+  std::string output;            // everything the client received
+  size_t taken = 0;              // take_output() position
+  size_t tls_at = std::string::npos;  // offset of the first octet sent under STARTTLS
+  std::string held;              // written, not yet sent (hold_output)
+  std::string input;             // sent by the test, not yet delivered
+  uint64_t idle_timeout_ms = 30 * 60 * 1000;
+  std::deque<std::pair<postern_task_cb, void*>> posted;
+  size_t writes = 0;
+};
+
+inline StreamState* stream_of(postern_stream_t* s) { return reinterpret_cast<StreamState*>(s); }
+inline postern_stream_t* handle_of(StreamState* s) { return reinterpret_cast<postern_stream_t*>(s); }
+
+inline void stream_unref(StreamState* s) {
+  if (s != nullptr && s->refs.fetch_sub(1) == 1) delete s;
+}
+
+/** Ends the stream: on_close(reason) once, the last callback for it. */
+inline void close_stream(StreamState& s, postern_close_reason_t reason) {
+  void* conn;
+  bool was_open;
+  {
+    std::lock_guard lock(s.mu);
+    if (s.closed) return;
+    s.closed = true;
+    s.close_reason = reason;
+    // The plugin closed it itself: its output was flushed first (postern_abi.h).
+    if (reason == POSTERN_CLOSE_PLUGIN) {
+      s.output += s.held;
+      s.held.clear();
+    }
+    s.input.clear();
+    conn = s.conn;
+    was_open = s.opened;
+  }
+  if (was_open) s.svc->on_close(conn, reason);
+}
+
+/** Completes a STARTTLS handshake: input not yet delivered is dropped, then on_tls. */
+inline void finish_tls(StreamState& s, bool ok) {
+  void* conn;
+  {
+    std::lock_guard lock(s.mu);
+    if (s.closed || !s.tls_pending) return;
+    s.tls_pending = false;
+    if (ok) {
+      // RFC 3207 §4.2 / RFC 2595 §3.1: nothing sent before the handshake is processed after it.
+      s.output += s.held;
+      s.held.clear();
+      s.input.clear();
+      s.tls_active = true;
+      s.tls_at = s.output.size();
+      s.props[POSTERN_STREAM_TLS_PROTOCOL] = "TLSv1.3";
+      s.props[POSTERN_STREAM_TLS_CIPHER] = "TLS_AES_256_GCM_SHA384";
+    }
+    conn = s.conn;
+  }
+  if (!ok) {
+    close_stream(s, POSTERN_CLOSE_TLS_FAILED);
+    return;
+  }
+  if (s.svc->on_tls != nullptr) s.svc->on_tls(conn);
+}
+
+/**
+ * Runs what is due on the stream's "strand", one callback at a time:
+ * posted functions (unless manual), a close the plugin asked for, an
+ * automatic STARTTLS handshake, on_drain, and buffered input.
+ * @param posts_too run posted functions even in manual mode.
+ * @return callbacks run.
+ */
+inline size_t pump(StreamState& s, bool posts_too = false) {
+  size_t n = 0;
+  for (;;) {
+    enum class Next { None, Post, Close, Tls, Drain, Data } next = Next::None;
+    std::pair<postern_task_cb, void*> post{};
+    std::string data;
+    void* conn = nullptr;
+    {
+      std::lock_guard lock(s.mu);
+      conn = s.conn;
+      if (!s.posted.empty() && (posts_too || !s.manual_posts || s.closed)) {
+        next = Next::Post;
+        post = s.posted.front();
+        s.posted.pop_front();
+      } else if (s.closed) {
+        next = Next::None;
+      } else if (s.close_requested) {
+        next = Next::Close;
+      } else if (s.tls_pending && s.auto_tls) {
+        next = Next::Tls;
+      } else if (s.drain_wanted && s.held.empty()) {
+        s.drain_wanted = false;
+        next = Next::Drain;
+      } else if (!s.paused && !s.tls_pending && !s.input.empty()) {
+        data.swap(s.input);
+        next = Next::Data;
+      }
+    }
+    switch (next) {
+      case Next::None: return n;
+      case Next::Post: post.first(post.second); break;
+      case Next::Close: close_stream(s, POSTERN_CLOSE_PLUGIN); break;
+      case Next::Tls: finish_tls(s, true); break;
+      case Next::Drain:
+        if (s.svc->on_drain != nullptr) s.svc->on_drain(conn);
+        break;
+      case Next::Data:
+        s.svc->on_data(conn, postern_bytes_t{reinterpret_cast<const uint8_t*>(data.data()), data.size()});
+        break;
+    }
+    ++n;
+  }
+}
+
+/** Pumps every open stream until none has anything due. @return callbacks run. */
+inline size_t pump_all(Core& core) {
+  size_t total = 0;
+  for (;;) {
+    std::vector<StreamState*> live;
+    {
+      std::lock_guard lock(core.mu);
+      for (StreamState* s : core.streams) {
+        s->refs.fetch_add(1);
+        live.push_back(s);
+      }
+    }
+    size_t n = 0;
+    for (StreamState* s : live) {
+      n += pump(*s);
+      stream_unref(s);
+    }
+    total += n;
+    if (n == 0) return total;
+  }
+}
+
+/** Closes the slot's streams, runs its queued work, cancels its DNS queries, drops its timers, calls on_destroy. */
 inline void unload_slot(Core& core, Slot& slot) {
   if (!slot.alive) return;
+  // As posternd at unload: the plugin's listeners stop and its open streams
+  // end with on_close(SHUTDOWN) before its work drains and on_destroy runs.
+  std::vector<StreamState*> streams;
+  {
+    std::lock_guard lock(core.mu);
+    std::erase_if(core.services, [&](const auto& e) { return e.second.slot == &slot; });
+    for (StreamState* s : core.streams) {
+      if (s->slot != &slot) continue;
+      s->refs.fetch_add(1);
+      streams.push_back(s);
+    }
+  }
+  for (StreamState* s : streams) close_stream(*s, POSTERN_CLOSE_SHUTDOWN);
   for (;;) {
     std::optional<WorkItem> w;
     std::optional<DueEvent> dns;
@@ -699,6 +924,10 @@ inline void unload_slot(Core& core, Slot& slot) {
     // As posternd: the plugin's cron jobs are removed before on_destroy.
     std::lock_guard lock(core.mu);
     std::erase_if(core.crons, [&](const auto& e) { return e.second.slot == &slot; });
+  }
+  for (StreamState* s : streams) {
+    pump(*s, true);  // posted functions run exactly once, also after close
+    stream_unref(s);
   }
   slot.alive = false;
   if (slot.instance != nullptr) slot.table->on_destroy(slot.instance);
@@ -1045,6 +1274,407 @@ struct Api {
                : POSTERN_ERR_UNAVAILABLE;
   }
 
+  // --- services and streams (ABI 1.2)
+  static postern_status_t service_register(postern_host_t* h, postern_str_t protocol, const postern_service_v1_t* svc,
+                                           void* user) {
+    Slot* s = slot_of(h);
+    if (s == nullptr) return POSTERN_ERR_INVALID;
+    if (!s->initialising) return POSTERN_ERR_UNAVAILABLE;
+    std::string proto = mail_detail::lower(sv(protocol));
+    if (proto.empty() || proto == "smtp" || proto == "submission" || svc == nullptr ||
+        svc->struct_size < sizeof(postern_service_v1_t) || svc->on_open == nullptr || svc->on_data == nullptr ||
+        svc->on_close == nullptr)
+      return POSTERN_ERR_INVALID;
+    std::lock_guard lock(s->core->mu);
+    auto it = s->core->services.find(proto);
+    if (it != s->core->services.end()) {
+      if (it->second.slot == s) return POSTERN_ERR_INVALID;
+      // One server per protocol: the first plugin keeps it (manifest order).
+      s->core->logs.push_back({LogLevel::Warn, "fakehost",
+                               s->name + ": protocol '" + proto + "' is already served by " + it->second.slot->name});
+      return POSTERN_OK;
+    }
+    s->core->services.emplace(proto, ServiceReg{s, svc, user});
+    return POSTERN_OK;
+  }
+  static postern_stream_t* stream_retain(postern_stream_t* st) {
+    if (st != nullptr) stream_of(st)->refs.fetch_add(1);
+    return st;
+  }
+  static void stream_release(postern_stream_t* st) { stream_unref(stream_of(st)); }
+  static postern_status_t stream_write(postern_stream_t* st, postern_bytes_t data) {
+    StreamState* s = stream_of(st);
+    if (s == nullptr || (data.ptr == nullptr && data.len != 0)) return POSTERN_ERR_INVALID;
+    std::lock_guard lock(s->mu);
+    if (s->closed || s->close_requested) return POSTERN_ERR_UNAVAILABLE;
+    (s->hold_output ? s->held : s->output).append(reinterpret_cast<const char*>(data.ptr), data.len);
+    ++s->writes;
+    return POSTERN_OK;
+  }
+  static size_t stream_queued(postern_stream_t* st) {
+    StreamState* s = stream_of(st);
+    if (s == nullptr) return 0;
+    std::lock_guard lock(s->mu);
+    return s->held.size();
+  }
+  static postern_status_t stream_want_drain(postern_stream_t* st) {
+    StreamState* s = stream_of(st);
+    if (s == nullptr) return POSTERN_ERR_INVALID;
+    std::lock_guard lock(s->mu);
+    if (s->closed) return POSTERN_ERR_UNAVAILABLE;
+    s->drain_wanted = true;
+    return POSTERN_OK;
+  }
+  static postern_status_t stream_pause(postern_stream_t* st, int32_t paused) {
+    StreamState* s = stream_of(st);
+    if (s == nullptr) return POSTERN_ERR_INVALID;
+    std::lock_guard lock(s->mu);
+    if (s->closed) return POSTERN_ERR_UNAVAILABLE;
+    s->paused = paused != 0;
+    return POSTERN_OK;
+  }
+  static postern_status_t stream_starttls(postern_stream_t* st) {
+    StreamState* s = stream_of(st);
+    if (s == nullptr) return POSTERN_ERR_INVALID;
+    std::lock_guard lock(s->mu);
+    if (s->closed || s->close_requested || s->tls_active || s->tls_pending || !s->starttls_available)
+      return POSTERN_ERR_UNAVAILABLE;
+    s->tls_pending = true;
+    return POSTERN_OK;
+  }
+  static void stream_close(postern_stream_t* st) {
+    StreamState* s = stream_of(st);
+    if (s == nullptr) return;
+    std::lock_guard lock(s->mu);
+    if (!s->closed) s->close_requested = true;
+  }
+  static postern_status_t stream_set_idle_timeout(postern_stream_t* st, uint64_t timeout_ms) {
+    StreamState* s = stream_of(st);
+    if (s == nullptr) return POSTERN_ERR_INVALID;
+    std::lock_guard lock(s->mu);
+    if (s->closed) return POSTERN_ERR_UNAVAILABLE;
+    s->idle_timeout_ms = timeout_ms;
+    return POSTERN_OK;
+  }
+  static postern_status_t stream_post(postern_stream_t* st, postern_task_cb fn, void* user) {
+    StreamState* s = stream_of(st);
+    if (s == nullptr || fn == nullptr) return POSTERN_ERR_INVALID;
+    if (!s->slot->alive) return POSTERN_ERR_UNAVAILABLE;  // unloading
+    std::lock_guard lock(s->mu);
+    s->posted.emplace_back(fn, user);
+    return POSTERN_OK;
+  }
+  static postern_status_t stream_get(postern_stream_t* st, postern_stream_prop_t prop, postern_str_t* out) {
+    StreamState* s = stream_of(st);
+    if (s == nullptr || out == nullptr) return POSTERN_ERR_INVALID;
+    std::lock_guard lock(s->mu);
+    auto it = s->props.find(prop);
+    if (it == s->props.end() || it->second.empty()) return POSTERN_ERR_NOT_FOUND;
+    *out = str(it->second);
+    return POSTERN_OK;
+  }
+
+  // --- the directory and the mailbox store (ABI 1.2; fake_mail.hpp)
+  struct MailboxHandle {
+    std::shared_ptr<FakeMailbox> mb;
+  };
+  struct ViewHandle {
+    std::mutex mu;
+    std::unique_ptr<FakeFolderView> view;
+  };
+  static MailboxHandle* box_of(postern_mailbox_t* m) { return reinterpret_cast<MailboxHandle*>(m); }
+  static ViewHandle* view_of(postern_folder_view_t* v) { return reinterpret_cast<ViewHandle*>(v); }
+
+  static std::string& last_err() {
+    thread_local std::string text;
+    return text;
+  }
+  static postern_status_t mail_fail(postern_status_t code, std::string_view detail) {
+    last_err().assign(detail);
+    return code;
+  }
+  static postern_status_t mail_fail(const MailError& e) {
+    return mail_fail(e.code == POSTERN_OK ? POSTERN_ERR_FAILED : e.code, e.detail);
+  }
+  static MailHooks hooks(Slot* s) {
+    std::lock_guard lock(s->core->mu);
+    return s->core->mail;
+  }
+  /** Runs a test-provided answer; an exception from it is a FAILED call, never an unwind into the plugin. */
+  template <class F>
+  static postern_status_t mail_call(F f) {
+    try {
+      last_err().clear();
+      return f();
+    } catch (const std::exception& e) {
+      return mail_fail(POSTERN_ERR_FAILED, std::string("fake mail backend threw: ") + e.what());
+    } catch (...) {
+      return mail_fail(POSTERN_ERR_FAILED, "fake mail backend threw");
+    }
+  }
+  static postern_status_t emit(const mail_detail::ResultBuilder& b, postern_mresult_t** out) {
+    postern_mresult_t* r = b.build();
+    if (r == nullptr) return mail_fail(POSTERN_ERR_TEMPORARY, "out of memory");
+    *out = r;
+    return POSTERN_OK;
+  }
+  static std::vector<std::string> keyword_list(const postern_str_t* k, size_t n) {
+    std::vector<std::string> out;
+    for (size_t i = 0; i < n; ++i) out.emplace_back(sv(k[i]));
+    return out;
+  }
+
+  static postern_str_t last_error(postern_host_t*) { return str(last_err()); }
+
+  static void fill_account(const Account& a, postern_account_info_t* out) {
+    thread_local Account buffer;  // postern_abi.h: valid until the next dir_* call on this thread
+    buffer = a;
+    out->address = str(buffer.address);
+    out->real_name = str(buffer.real_name);
+    out->quota_bytes = buffer.quota_bytes;
+    out->services = buffer.services;
+    out->enabled = buffer.enabled ? 1 : 0;
+    if (out->struct_size == 0) out->struct_size = sizeof(postern_account_info_t);
+  }
+  static postern_status_t dir_authenticate(postern_host_t* h, postern_str_t login, postern_str_t password,
+                                           uint32_t service, postern_account_info_t* out) {
+    return mail_call([&]() -> postern_status_t {
+      Slot* s = slot_of(h);
+      if (s == nullptr || out == nullptr) return mail_fail(POSTERN_ERR_INVALID, "invalid argument");
+      if (out->struct_size != 0 && out->struct_size < sizeof(postern_account_info_t))
+        return mail_fail(POSTERN_ERR_INVALID, "invalid account out argument");
+      if (service != POSTERN_SERVICE_SMTP && service != POSTERN_SERVICE_IMAP && service != POSTERN_SERVICE_POP3)
+        return mail_fail(POSTERN_ERR_INVALID, "service must be one of POSTERN_SERVICE_SMTP, _IMAP, _POP3");
+      auto hk = hooks(s);
+      if (!hk.authenticate) return mail_fail(POSTERN_ERR_UNAVAILABLE, "no directory is configured");
+      auto r = hk.authenticate(sv(login), sv(password), service);
+      if (!r) return mail_fail(r.error());
+      fill_account(*r, out);
+      return POSTERN_OK;
+    });
+  }
+  static postern_status_t dir_account(postern_host_t* h, postern_str_t address, postern_account_info_t* out) {
+    return mail_call([&]() -> postern_status_t {
+      Slot* s = slot_of(h);
+      if (s == nullptr || out == nullptr) return mail_fail(POSTERN_ERR_INVALID, "invalid argument");
+      if (out->struct_size != 0 && out->struct_size < sizeof(postern_account_info_t))
+        return mail_fail(POSTERN_ERR_INVALID, "invalid account out argument");
+      auto hk = hooks(s);
+      if (!hk.account) return mail_fail(POSTERN_ERR_UNAVAILABLE, "no directory is configured");
+      auto r = hk.account(sv(address));
+      if (!r) return mail_fail(r.error());
+      fill_account(*r, out);
+      return POSTERN_OK;
+    });
+  }
+  static postern_status_t mbox_open(postern_host_t* h, postern_str_t account, postern_mailbox_t** out) {
+    return mail_call([&]() -> postern_status_t {
+      Slot* s = slot_of(h);
+      if (s == nullptr || out == nullptr) return mail_fail(POSTERN_ERR_INVALID, "invalid argument");
+      *out = nullptr;
+      auto hk = hooks(s);
+      if (!hk.open) return mail_fail(POSTERN_ERR_UNAVAILABLE, "no mailbox store is configured");
+      if (sv(account).empty()) return mail_fail(POSTERN_ERR_INVALID, "empty account address");
+      auto r = hk.open(sv(account));
+      if (!r) return mail_fail(r.error());
+      if (!*r) return mail_fail(POSTERN_ERR_FAILED, "the mailbox opener returned no mailbox");
+      *out = reinterpret_cast<postern_mailbox_t*>(new MailboxHandle{std::move(*r)});
+      return POSTERN_OK;
+    });
+  }
+  static void mbox_release(postern_mailbox_t* m) { delete box_of(m); }
+  static void mresult_free(postern_mresult_t* r) { std::free(r); }
+
+  /** Checks the handle and the out pointer, then runs `body(FakeMailbox&)`. */
+  template <class F>
+  static postern_status_t with_box(postern_mailbox_t* m, postern_mresult_t** out, F body) {
+    return mail_call([&]() -> postern_status_t {
+      if (out != nullptr) *out = nullptr;
+      if (m == nullptr || !box_of(m)->mb) return mail_fail(POSTERN_ERR_INVALID, "invalid mailbox handle");
+      return body(*box_of(m)->mb);
+    });
+  }
+  template <class T, class Fill>
+  static postern_status_t answer(Expected<T> r, postern_mresult_t** out, Fill fill) {
+    if (!r) return mail_fail(r.error());
+    mail_detail::ResultBuilder b;
+    fill(b, *r);
+    return emit(b, out);
+  }
+  static postern_status_t done(const Expected<Done>& r) { return r ? POSTERN_OK : mail_fail(r.error()); }
+
+  static postern_status_t mbox_list_folders(postern_mailbox_t* m, postern_mresult_t** out) {
+    if (out == nullptr) return mail_fail(POSTERN_ERR_INVALID, "invalid out argument");
+    return with_box(m, out, [&](FakeMailbox& mb) {
+      return answer(mb.list_folders(), out, [](auto& b, auto& v) { b.folders = std::move(v); });
+    });
+  }
+  static postern_status_t mbox_folder_status(postern_mailbox_t* m, postern_str_t name, postern_mresult_t** out) {
+    if (out == nullptr) return mail_fail(POSTERN_ERR_INVALID, "invalid out argument");
+    return with_box(m, out, [&](FakeMailbox& mb) {
+      return answer(mb.folder_status(sv(name)), out, [](auto& b, auto& v) { b.folders.push_back(std::move(v)); });
+    });
+  }
+  static postern_status_t mbox_create_folder(postern_mailbox_t* m, postern_str_t name, postern_str_t use) {
+    return with_box(m, nullptr, [&](FakeMailbox& mb) { return done(mb.create_folder(sv(name), sv(use))); });
+  }
+  static postern_status_t mbox_delete_folder(postern_mailbox_t* m, postern_str_t name) {
+    return with_box(m, nullptr, [&](FakeMailbox& mb) { return done(mb.delete_folder(sv(name))); });
+  }
+  static postern_status_t mbox_rename_folder(postern_mailbox_t* m, postern_str_t from, postern_str_t to) {
+    return with_box(m, nullptr, [&](FakeMailbox& mb) { return done(mb.rename_folder(sv(from), sv(to))); });
+  }
+  static postern_status_t mbox_subscribe(postern_mailbox_t* m, postern_str_t name, int32_t subscribed) {
+    return with_box(m, nullptr, [&](FakeMailbox& mb) { return done(mb.subscribe(sv(name), subscribed != 0)); });
+  }
+  static postern_status_t mbox_claim_recent(postern_mailbox_t* m, postern_str_t name, uint32_t* first) {
+    if (first == nullptr) return mail_fail(POSTERN_ERR_INVALID, "invalid out argument");
+    return with_box(m, nullptr, [&](FakeMailbox& mb) -> postern_status_t {
+      auto r = mb.claim_recent(sv(name));
+      if (!r) return mail_fail(r.error());
+      *first = *r;
+      return POSTERN_OK;
+    });
+  }
+  static postern_status_t mbox_changes_since(postern_mailbox_t* m, postern_str_t name, uint32_t uidvalidity,
+                                             uint64_t since, postern_mresult_t** out) {
+    if (out == nullptr) return mail_fail(POSTERN_ERR_INVALID, "invalid out argument");
+    return with_box(m, out, [&](FakeMailbox& mb) {
+      return answer(mb.changes_since(sv(name), uidvalidity, since), out, [](auto& b, auto& c) {
+        b.messages = std::move(c.changed);
+        b.uids = std::move(c.expunged);
+        b.uidvalidity = c.uidvalidity;
+        b.uidnext = c.uidnext;
+        b.highest_modseq = c.highest_modseq;
+        if (c.expunged_incomplete) b.flags |= POSTERN_MRESULT_EXPUNGED_INCOMPLETE;
+      });
+    });
+  }
+  static postern_status_t mbox_read_message(postern_mailbox_t* m, postern_str_t folder, uint32_t uid,
+                                            postern_mresult_t** out) {
+    if (out == nullptr) return mail_fail(POSTERN_ERR_INVALID, "invalid out argument");
+    return with_box(m, out, [&](FakeMailbox& mb) {
+      return answer(mb.read_message(sv(folder), uid), out, [](auto& b, auto& v) { b.bytes = std::move(v); });
+    });
+  }
+  static postern_status_t mbox_store_flags(postern_mailbox_t* m, postern_str_t folder, const uint32_t* uids,
+                                           size_t uid_count, postern_flag_op_t op, uint32_t flags,
+                                           const postern_str_t* keywords, size_t keyword_count,
+                                           int32_t has_unchanged_since, uint64_t unchanged_since,
+                                           postern_mresult_t** out) {
+    if (out == nullptr || (uids == nullptr && uid_count != 0) || (keywords == nullptr && keyword_count != 0) ||
+        op > POSTERN_FLAGS_REMOVE || (flags & ~0x1Fu) != 0)
+      return mail_fail(POSTERN_ERR_INVALID, "invalid argument");
+    return with_box(m, out, [&](FakeMailbox& mb) {
+      std::optional<uint64_t> since;
+      if (has_unchanged_since != 0) since = unchanged_since;
+      return answer(mb.store_flags(sv(folder), std::vector<uint32_t>(uids, uids + uid_count), op, flags,
+                                   keyword_list(keywords, keyword_count), since),
+                    out, [](auto& b, auto& o) {
+                      b.messages = std::move(o.messages);
+                      b.uids = std::move(o.modified);
+                      std::sort(b.uids.begin(), b.uids.end());
+                      b.highest_modseq = o.highest_modseq;
+                    });
+    });
+  }
+  static postern_status_t mbox_expunge(postern_mailbox_t* m, postern_str_t folder, const uint32_t* uids,
+                                       size_t uid_count, postern_expunge_mode_t mode, postern_mresult_t** out) {
+    if (out == nullptr || (uids == nullptr && uid_count != 0) || mode > POSTERN_EXPUNGE_ALL_DELETED)
+      return mail_fail(POSTERN_ERR_INVALID, "invalid argument");
+    return with_box(m, out, [&](FakeMailbox& mb) {
+      std::vector<uint32_t> list;
+      if (mode != POSTERN_EXPUNGE_ALL_DELETED) list.assign(uids, uids + uid_count);
+      return answer(mb.expunge(sv(folder), list, mode), out, [](auto& b, auto& v) { b.uids = std::move(v); });
+    });
+  }
+  static postern_status_t mbox_append(postern_mailbox_t* m, postern_str_t folder, postern_bytes_t message,
+                                      uint32_t flags, const postern_str_t* keywords, size_t keyword_count,
+                                      int64_t internal_date, postern_mresult_t** out) {
+    if (out == nullptr || (message.ptr == nullptr && message.len != 0) || (keywords == nullptr && keyword_count != 0) ||
+        (flags & ~0x1Fu) != 0)
+      return mail_fail(POSTERN_ERR_INVALID, "invalid argument");
+    return with_box(m, out, [&](FakeMailbox& mb) {
+      std::optional<int64_t> date;
+      if (internal_date >= 0) date = internal_date;
+      const std::string_view bytes(reinterpret_cast<const char*>(message.ptr), message.len);
+      return answer(mb.append(sv(folder), bytes, flags, keyword_list(keywords, keyword_count), date), out,
+                    [](auto& b, auto& a) {
+                      b.uidvalidity = a.uidvalidity;
+                      b.uid = a.uid;
+                    });
+    });
+  }
+  static postern_status_t transfer(bool move, postern_mailbox_t* m, postern_str_t from, const uint32_t* uids,
+                                   size_t uid_count, postern_str_t to, postern_mresult_t** out) {
+    if (out == nullptr || (uids == nullptr && uid_count != 0)) return mail_fail(POSTERN_ERR_INVALID, "invalid argument");
+    return with_box(m, out, [&](FakeMailbox& mb) {
+      std::vector<uint32_t> list(uids, uids + uid_count);
+      auto r = move ? mb.move(sv(from), list, sv(to)) : mb.copy(sv(from), list, sv(to));
+      return answer(std::move(r), out, [](auto& b, auto& c) {
+        b.uidvalidity = c.uidvalidity;
+        b.uid_pairs = std::move(c.uids);
+      });
+    });
+  }
+  static postern_status_t mbox_copy(postern_mailbox_t* m, postern_str_t from, const uint32_t* uids, size_t n,
+                                    postern_str_t to, postern_mresult_t** out) {
+    return transfer(false, m, from, uids, n, to, out);
+  }
+  static postern_status_t mbox_move(postern_mailbox_t* m, postern_str_t from, const uint32_t* uids, size_t n,
+                                    postern_str_t to, postern_mresult_t** out) {
+    return transfer(true, m, from, uids, n, to, out);
+  }
+  static postern_status_t mbox_usage(postern_mailbox_t* m, uint64_t* used, uint64_t* quota) {
+    if (used == nullptr || quota == nullptr) return mail_fail(POSTERN_ERR_INVALID, "invalid out argument");
+    return with_box(m, nullptr, [&](FakeMailbox& mb) -> postern_status_t {
+      auto r = mb.usage();
+      if (!r) return mail_fail(r.error());
+      *used = r->first;
+      *quota = r->second;
+      return POSTERN_OK;
+    });
+  }
+  static postern_status_t mbox_open_folder(postern_mailbox_t* m, postern_str_t name, postern_folder_view_t** view,
+                                           postern_mresult_t** out) {
+    if (view == nullptr || out == nullptr) return mail_fail(POSTERN_ERR_INVALID, "invalid out argument");
+    *view = nullptr;
+    return with_box(m, out, [&](FakeMailbox& mb) -> postern_status_t {
+      auto r = mb.open_folder(sv(name));
+      if (!r) return mail_fail(r.error());
+      if (!r->first) return mail_fail(POSTERN_ERR_FAILED, "the fake mailbox returned no view");
+      mail_detail::ResultBuilder b;
+      b.folders.push_back(r->second.folder);
+      b.messages = std::move(r->second.messages);
+      b.uidvalidity = r->second.uidvalidity;
+      b.uidnext = r->second.uidnext;
+      b.highest_modseq = r->second.highest_modseq;
+      auto handle = std::make_unique<ViewHandle>();
+      handle->view = std::move(r->first);
+      if (auto st = emit(b, out); st != POSTERN_OK) return st;
+      *view = reinterpret_cast<postern_folder_view_t*>(handle.release());
+      return POSTERN_OK;
+    });
+  }
+  static postern_status_t view_refresh(postern_folder_view_t* v, postern_mresult_t** out) {
+    if (out == nullptr) return mail_fail(POSTERN_ERR_INVALID, "invalid out argument");
+    *out = nullptr;
+    if (v == nullptr || !view_of(v)->view) return mail_fail(POSTERN_ERR_INVALID, "invalid folder view handle");
+    return mail_call([&]() -> postern_status_t {
+      std::lock_guard lock(view_of(v)->mu);
+      return answer(view_of(v)->view->refresh(), out, [](auto& b, auto& u) {
+        b.uids = std::move(u.expunged);
+        b.messages = std::move(u.added);
+        b.changed = std::move(u.changed);
+        b.uidvalidity = u.uidvalidity;
+        b.uidnext = u.uidnext;
+        b.highest_modseq = u.highest_modseq;
+        if (u.gone) b.flags |= POSTERN_MRESULT_GONE;
+      });
+    });
+  }
+  static void view_release(postern_folder_view_t* v) { delete view_of(v); }
+
   // --- the message
   static postern_bytes_t message_raw(const postern_message_t* m) {
     const std::string& raw = msg_of(m)->raw();
@@ -1139,6 +1769,42 @@ struct Api {
         &cron_cancel,
         &event_tag_set,
         &event_tag_get,
+        &service_register,
+        &stream_retain,
+        &stream_release,
+        &stream_write,
+        &stream_queued,
+        &stream_want_drain,
+        &stream_pause,
+        &stream_starttls,
+        &stream_close,
+        &stream_set_idle_timeout,
+        &stream_post,
+        &stream_get,
+        &last_error,
+        &dir_authenticate,
+        &dir_account,
+        &mbox_open,
+        &mbox_release,
+        &mresult_free,
+        &mbox_list_folders,
+        &mbox_folder_status,
+        &mbox_create_folder,
+        &mbox_delete_folder,
+        &mbox_rename_folder,
+        &mbox_subscribe,
+        &mbox_claim_recent,
+        &mbox_changes_since,
+        &mbox_read_message,
+        &mbox_store_flags,
+        &mbox_expunge,
+        &mbox_append,
+        &mbox_copy,
+        &mbox_move,
+        &mbox_usage,
+        &mbox_open_folder,
+        &view_refresh,
+        &view_release,
     };
     return &t;
   }
@@ -1301,6 +1967,202 @@ class Loaded {
   friend class FakeHost;
   std::shared_ptr<detail::Core> core_;
   detail::Slot* slot_ = nullptr;
+  std::string error_;
+};
+
+/** How FakeHost::connect() sets up a client connection (ABI 1.2 streams). */
+struct StreamOptions {
+  std::string peer_ip = "192.0.2.10";
+  uint16_t peer_port = 49152;
+  std::string local_ip = "127.0.0.1";
+  uint16_t local_port = 0;      ///< 0: 143/993 (imap), 110/995 (pop3), else 0
+  std::string listener;         ///< empty: the protocol
+  std::string tls_mode = "starttls";  ///< "none", "starttls" or "implicit" (TLS up before on_open)
+  bool starttls_available = true;     ///< a certificate is configured (else stream_starttls is refused)
+  bool cleartext_auth = false;        ///< POSTERN_STREAM_CLEARTEXT_AUTH
+  std::string server_name = "mx.fake.test";
+  /**
+   * true: a handshake the plugin starts with stream_starttls succeeds as soon
+   * as the plugin's current callback returns; false: the test decides with
+   * FakeStream::complete_tls() / fail_tls().
+   */
+  bool auto_tls = true;
+  /**
+   * false: functions the plugin posts with stream_post run as soon as the
+   * current callback returns (and on FakeHost::run_pending_work()); true: only
+   * when the test calls FakeStream::run_posted().
+   */
+  bool manual_posts = false;
+  /** true: written octets stay queued (stream_queued) until flush_output(), like a slow client. */
+  bool hold_output = false;
+};
+
+/**
+ * The test's end of one client connection to a service plugin: feed input,
+ * read what the plugin wrote, drive STARTTLS and closing. Everything runs on
+ * the test's thread, one plugin callback at a time, as on a strand. Move-only;
+ * destroying an open FakeStream closes it as the peer would (on_close(PEER)).
+ */
+class FakeStream {
+ public:
+  FakeStream() = default;
+  FakeStream(FakeStream&& o) noexcept
+      : core_(std::move(o.core_)), s_(std::exchange(o.s_, nullptr)), error_(std::move(o.error_)) {}
+  FakeStream& operator=(FakeStream&& o) noexcept {
+    if (this != &o) {
+      reset();
+      core_ = std::move(o.core_);
+      s_ = std::exchange(o.s_, nullptr);
+      error_ = std::move(o.error_);
+    }
+    return *this;
+  }
+  FakeStream(const FakeStream&) = delete;
+  FakeStream& operator=(const FakeStream&) = delete;
+  ~FakeStream() { reset(); }
+
+  /** The plugin accepted the connection (on_open returned a connection). */
+  bool opened() const { return s_ != nullptr && s_->opened; }
+  /** Why connect() failed (no service for the protocol), else empty. */
+  const std::string& error() const { return error_; }
+  /** The postern_stream_t* the plugin sees. */
+  postern_stream_t* handle() const { return s_ != nullptr ? detail::handle_of(s_) : nullptr; }
+
+  /**
+   * Client input: delivered with on_data now (unless paused, closed, or a
+   * STARTTLS handshake is pending: then it waits), then whatever it caused
+   * runs. @return false when the stream is closed.
+   */
+  bool send(std::string_view data) {
+    if (s_ == nullptr) return false;
+    {
+      std::lock_guard lock(s_->mu);
+      if (s_->closed) return false;
+      s_->input.append(data);
+    }
+    detail::pump(*s_);
+    return true;
+  }
+  /** Everything the client received so far. */
+  std::string output() const { return locked([](auto& s) { return s.output; }); }
+  /** What the client received since the last take_output(). */
+  std::string take_output() {
+    return locked([](auto& s) {
+      std::string out = s.output.substr(s.taken);
+      s.taken = s.output.size();
+      return out;
+    });
+  }
+  /** Octets received after TLS started (empty without STARTTLS or implicit TLS). */
+  std::string output_after_tls() const {
+    return locked([](auto& s) {
+      if (s.tls_active && s.tls_at == std::string::npos) return s.output;  // implicit TLS
+      return s.tls_at == std::string::npos ? std::string() : s.output.substr(s.tls_at);
+    });
+  }
+  /** Number of stream_write calls so far. */
+  size_t writes() const { return locked([](auto& s) { return s.writes; }); }
+
+  bool tls_active() const { return locked([](auto& s) { return s.tls_active; }); }
+  /** The plugin called stream_starttls and the handshake has not finished (auto_tls = false). */
+  bool tls_pending() const { return locked([](auto& s) { return s.tls_pending; }); }
+  /** Finishes a pending handshake: TLS_PROTOCOL becomes "TLSv1.3", undelivered input is dropped, on_tls runs. */
+  void complete_tls() {
+    if (s_ == nullptr) return;
+    detail::finish_tls(*s_, true);
+    detail::pump(*s_);
+  }
+  /** Fails a pending handshake: on_close(TLS_FAILED). */
+  void fail_tls() {
+    if (s_ == nullptr) return;
+    detail::finish_tls(*s_, false);
+    detail::pump(*s_);
+  }
+
+  bool paused() const { return locked([](auto& s) { return s.paused; }); }
+  /** The idle timeout the plugin set (stream_set_idle_timeout; 30 min by default). */
+  uint64_t idle_timeout_ms() const { return locked([](auto& s) { return s.idle_timeout_ms; }); }
+  /** Functions posted with stream_post and not run yet. */
+  size_t posted() const { return locked([](auto& s) { return s.posted.size(); }); }
+  /** Runs the posted functions (also in manual mode) and what they cause. @return callbacks run. */
+  size_t run_posted() { return s_ != nullptr ? detail::pump(*s_, true) : 0; }
+  /** Runs what is due without waiting for input (posted functions unless manual, drains, closes). */
+  size_t pump() { return s_ != nullptr ? detail::pump(*s_) : 0; }
+
+  /** Octets written but held back (hold_output). */
+  size_t queued() const { return locked([](auto& s) { return s.held.size(); }); }
+  /** Sends the held octets to the client; a wanted on_drain follows. */
+  void flush_output() {
+    if (s_ == nullptr) return;
+    {
+      std::lock_guard lock(s_->mu);
+      s_->output += s_->held;
+      s_->held.clear();
+    }
+    detail::pump(*s_);
+  }
+  void set_hold_output(bool hold) {
+    if (s_ == nullptr) return;
+    {
+      std::lock_guard lock(s_->mu);
+      s_->hold_output = hold;
+    }
+    if (!hold) flush_output();
+  }
+
+  /** on_close ran (or on_open refused the connection). */
+  bool closed() const { return s_ == nullptr || locked([](auto& s) { return s.closed; }); }
+  /** The plugin asked to close (stream_close) and on_close has not run yet. */
+  bool close_requested() const { return locked([](auto& s) { return s.close_requested; }); }
+  /** Why it closed (nullopt while open, or when on_open refused it). */
+  std::optional<CloseReason> close_reason() const {
+    return locked([](auto& s) -> std::optional<CloseReason> {
+      if (!s.close_reason) return std::nullopt;
+      return static_cast<CloseReason>(*s.close_reason);
+    });
+  }
+  /** The client (or the host) ends the connection: on_close(reason). */
+  void close(CloseReason reason = CloseReason::Peer) {
+    if (s_ == nullptr) return;
+    detail::close_stream(*s_, static_cast<postern_close_reason_t>(reason));
+    detail::pump(*s_);
+  }
+  /** The idle timeout passed: on_close(TIMEOUT). */
+  void expire_idle() { close(CloseReason::Timeout); }
+
+  /** A property as the plugin reads it ("" when unset). */
+  std::string prop(postern_stream_prop_t p) const {
+    return locked([&](auto& s) {
+      auto it = s.props.find(p);
+      return it == s.props.end() ? std::string() : it->second;
+    });
+  }
+
+ private:
+  friend class FakeHost;
+  template <class F>
+  auto locked(F f) const -> decltype(f(std::declval<detail::StreamState&>())) {
+    static detail::StreamState empty;  // a stream that never opened reads as closed and empty
+    if (s_ == nullptr) {
+      std::lock_guard lock(empty.mu);
+      return f(empty);
+    }
+    std::lock_guard lock(s_->mu);
+    return f(*s_);
+  }
+  void reset() {
+    if (s_ == nullptr) return;
+    detail::close_stream(*s_, POSTERN_CLOSE_PEER);
+    detail::pump(*s_, true);
+    {
+      std::lock_guard lock(core_->mu);
+      std::erase(core_->streams, s_);
+    }
+    detail::stream_unref(std::exchange(s_, nullptr));
+  }
+
+  std::shared_ptr<detail::Core> core_;
+  detail::StreamState* s_ = nullptr;
   std::string error_;
 };
 
@@ -1594,7 +2456,137 @@ class FakeHost {
   }
 
   /** Runs queued work and every DNS answer / timer due at the current time. @return callbacks run. */
-  size_t run_pending_work() { return detail::run_ready(*core_); }
+  /**
+   * Runs queued work, every DNS answer / timer due at the current time, and
+   * what is due on open streams (posted functions, drains, closes).
+   * @return callbacks run.
+   */
+  size_t run_pending_work() {
+    size_t n = 0;
+    for (;;) {
+      const size_t k = detail::run_ready(*core_) + detail::pump_all(*core_);
+      n += k;
+      if (k == 0) return n;
+    }
+  }
+
+  // --- services, streams, directory and mailbox store (ABI 1.2) -------------
+
+  /** The protocols registered with service_register, in name order. */
+  std::vector<std::string> services() const {
+    std::lock_guard lock(core_->mu);
+    std::vector<std::string> out;
+    for (const auto& [proto, reg] : core_->services) out.push_back(proto);
+    return out;
+  }
+  /** The plugin serving `protocol` (its name), or empty. */
+  std::string service_owner(std::string_view protocol) const {
+    std::lock_guard lock(core_->mu);
+    auto it = core_->services.find(mail_detail::lower(protocol));
+    return it == core_->services.end() ? std::string() : it->second.slot->name;
+  }
+
+  /**
+   * A client connects to the listener of `protocol`: on_open runs (and what
+   * it writes is in output()). Without a service for the protocol the stream
+   * is not opened and error() says why; when on_open refuses, opened() is
+   * false and closed() true.
+   */
+  FakeStream connect(std::string_view protocol, StreamOptions o = {}) {
+    FakeStream out;
+    out.core_ = core_;
+    const std::string proto = mail_detail::lower(protocol);
+    detail::ServiceReg reg;
+    uint64_t n;
+    {
+      std::lock_guard lock(core_->mu);
+      auto it = core_->services.find(proto);
+      if (it == core_->services.end() || !it->second.slot->alive) {
+        out.error_ = "no plugin serves protocol '" + proto + "'";
+        return out;
+      }
+      reg = it->second;
+      n = ++core_->stream_seq;
+    }
+    const bool implicit = o.tls_mode == "implicit";
+    uint16_t local_port = o.local_port;
+    if (local_port == 0) {
+      if (proto == "imap") local_port = implicit ? 993 : 143;
+      if (proto == "pop3") local_port = implicit ? 995 : 110;
+    }
+    auto* s = new detail::StreamState();
+    s->core = core_;
+    s->slot = reg.slot;
+    s->svc = reg.svc;
+    s->starttls_available = o.starttls_available && o.tls_mode == "starttls";
+    s->auto_tls = o.auto_tls;
+    s->manual_posts = o.manual_posts;
+    s->hold_output = o.hold_output;
+    s->props[POSTERN_STREAM_SESSION_ID] = "fake-stream-" + std::to_string(n);
+    s->props[POSTERN_STREAM_PEER_IP] = o.peer_ip;
+    s->props[POSTERN_STREAM_PEER_PORT] = std::to_string(o.peer_port);
+    s->props[POSTERN_STREAM_LOCAL_IP] = o.local_ip;
+    s->props[POSTERN_STREAM_LOCAL_PORT] = std::to_string(local_port);
+    s->props[POSTERN_STREAM_LISTENER] = o.listener.empty() ? proto : o.listener;
+    s->props[POSTERN_STREAM_PROTOCOL] = proto;
+    s->props[POSTERN_STREAM_TLS_MODE] = o.tls_mode;
+    s->props[POSTERN_STREAM_SERVER_NAME] = o.server_name;
+    s->props[POSTERN_STREAM_CLEARTEXT_AUTH] = o.cleartext_auth ? "1" : "0";
+    if (implicit) {
+      s->tls_active = true;
+      s->props[POSTERN_STREAM_TLS_PROTOCOL] = "TLSv1.3";
+      s->props[POSTERN_STREAM_TLS_CIPHER] = "TLS_AES_256_GCM_SHA384";
+    }
+    out.s_ = s;
+    {
+      std::lock_guard lock(core_->mu);
+      core_->streams.push_back(s);
+    }
+    void* conn = reg.svc->on_open(reg.user, detail::handle_of(s));
+    {
+      std::lock_guard lock(s->mu);
+      if (conn == nullptr) {
+        // postern_abi.h: a refused connection is closed without on_close.
+        s->closed = true;
+      } else {
+        s->conn = conn;
+        s->opened = true;
+      }
+    }
+    detail::pump(*s);
+    return out;
+  }
+
+  /** Answers dir_authenticate (login, password, POSTERN_SERVICE_*). Empty function: UNAVAILABLE again. */
+  void set_authenticate(
+      std::function<Expected<Account>(std::string_view login, std::string_view password, uint32_t service)> fn) {
+    std::lock_guard lock(core_->mu);
+    core_->mail.authenticate = std::move(fn);
+  }
+  /** Answers dir_account. */
+  void set_account_lookup(std::function<Expected<Account>(std::string_view address)> fn) {
+    std::lock_guard lock(core_->mu);
+    core_->mail.account = std::move(fn);
+  }
+  /** Answers mbox_open; the FakeMailbox answers the other mbox_* and view_* calls. */
+  void set_mailbox_opener(std::function<Expected<std::shared_ptr<FakeMailbox>>(std::string_view account)> fn) {
+    std::lock_guard lock(core_->mu);
+    core_->mail.open = std::move(fn);
+  }
+  /** Answers every dir_* and mbox_* call from `store` (fake_mail.hpp). */
+  void use_mail_store(std::shared_ptr<MemoryMailStore> store) {
+    std::lock_guard lock(core_->mu);
+    if (!store) {
+      core_->mail = {};
+      return;
+    }
+    core_->mail.authenticate = [store](std::string_view l, std::string_view p, uint32_t s) {
+      return store->authenticate(l, p, s);
+    };
+    core_->mail.account = [store](std::string_view a) { return store->account(a); };
+    core_->mail.open = [store](std::string_view a) { return store->open(a); };
+  }
+
 
   /**
    * Runs ready work; then, while a deferred hook is still open, advances the
