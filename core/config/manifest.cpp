@@ -248,7 +248,7 @@ LoadResult load_manifest(const std::filesystem::path& file) {
         } else if (std::string_view(attr) == "io-threads") {
           m->io_threads = v;
         } else {
-          m->worker_threads = std::max<uint64_t>(v, 1);
+          m->worker_threads = v;  // 0 = automatic (posternd)
         }
       }
     }

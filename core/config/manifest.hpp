@@ -99,7 +99,11 @@ struct Manifest {
   std::vector<std::filesystem::path> plugin_dirs;
   log::Level log_level = log::Level::Info;
   std::filesystem::path log_file;            // empty: no file
-  size_t worker_threads = 2;
+  /**
+   * Threads for blocking work (fsync, SQLite, password hashing, mailbox I/O);
+   * 0 = automatic: max(8, 2 x cores), since most of that work waits on the disk.
+   */
+  size_t worker_threads = 0;
   size_t io_threads = 0;                     // 0: one per core
   std::vector<Certificate> certificates;
   std::vector<Listener> listeners;
