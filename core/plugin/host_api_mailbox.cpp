@@ -30,6 +30,7 @@
 #include <new>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -64,6 +65,15 @@ struct postern_folder_view {
 
 namespace postern::core::plugin::abi12 {
 namespace {
+
+// An enum argument from plugin code may hold any value: read its bits
+// without an enum-typed load (UBSan's -fsanitize=enum flags invalid ones).
+template <class E>
+uint32_t raw_enum(const E& e) {
+  std::underlying_type_t<E> v;
+  std::memcpy(&v, &e, sizeof v);
+  return static_cast<uint32_t>(v);
+}
 
 constexpr uint32_t kAllServices = POSTERN_SERVICE_SMTP | POSTERN_SERVICE_IMAP | POSTERN_SERVICE_POP3;
 constexpr std::string_view kComponent = "plugin";
@@ -542,7 +552,7 @@ postern_status_t mbox_store_flags(postern_mailbox_t* mb, postern_str_t folder, c
     if (!keywords_ok(keywords, keyword_count)) return invalid("invalid keyword list");
     if ((flags & ~static_cast<uint32_t>(ms::kAllFlags)) != 0) return invalid("unknown flag bits");
     ms::FlagOp fop;
-    switch (op) {
+    switch (raw_enum(op)) {
       case POSTERN_FLAGS_REPLACE: fop = ms::FlagOp::Replace; break;
       case POSTERN_FLAGS_ADD: fop = ms::FlagOp::Add; break;
       case POSTERN_FLAGS_REMOVE: fop = ms::FlagOp::Remove; break;
@@ -570,12 +580,13 @@ postern_status_t mbox_expunge(postern_mailbox_t* mb, postern_str_t folder, const
     POSTERN_CHECK_MB(mb);
     if (bad_str(folder)) return invalid("invalid folder name argument");
     ms::Result<std::vector<uint32_t>> r = std::vector<uint32_t>{};
-    switch (mode) {
+    const uint32_t mode_value = raw_enum(mode);
+    switch (mode_value) {
       case POSTERN_EXPUNGE_LISTED:
       case POSTERN_EXPUNGE_LISTED_DELETED:
         if (uid_count != 0 && uids == nullptr) return invalid("invalid UID list");
         r = mb->account->expunge(sv(folder), std::vector<uint32_t>(uids, uids + uid_count),
-                                 mode == POSTERN_EXPUNGE_LISTED_DELETED);
+                                 mode_value == POSTERN_EXPUNGE_LISTED_DELETED);
         break;
       case POSTERN_EXPUNGE_ALL_DELETED:
         r = mb->account->expunge_deleted(sv(folder));
