@@ -170,6 +170,8 @@ std::vector<HeaderField> header_fields(std::string_view block);
 std::string to_crlf(std::string_view s);
 /** Octets of `s` once to_crlf() is applied. */
 size_t crlf_size(std::string_view s);
+/** Appends code point `cp` to `out` as UTF-8. */
+void append_utf8(std::string& out, uint32_t cp);
 
 /** Converts `bytes` in `charset` to UTF-8; returns false (and leaves `out` = bytes) when the charset is unknown. */
 bool charset_to_utf8(std::string_view bytes, std::string_view charset, std::string& out);
