@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libboost1.81-dev libssl-dev libsqlite3-dev libpugixml-dev libc-ares-dev libfmt-dev
   libcrypt-dev libgtest-dev libgmock-dev libbenchmark-dev
-  python3 openssl swaks postfix dnsmasq-base unbound libargon2-dev tcpdump
+  python3 openssl swaks libnet-ssleay-perl libio-socket-ssl-perl postfix dnsmasq-base unbound libargon2-dev tcpdump
   clang libclang-rt-14-dev
   # Real mail clients the IMAP/POP3 integration tests drive (docs: ../shared/docs/real-clients.md).
   curl fetchmail getmail6 s-nail isync offlineimap3 mutt neomutt tmux
