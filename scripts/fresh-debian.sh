@@ -31,7 +31,7 @@ if ! command -v mmdebstrap >/dev/null; then
 fi
 
 # The base: a week-old one is as good as new (apt-get update runs inside anyway).
-base=$(find "$cache" -maxdepth 1 -name 'bookworm-*.tar' -mtime -7 -size +1M 2>/dev/null | sort | tail -1)
+base=$(find "$cache" -maxdepth 1 -type f -name 'bookworm-*.tar' -mtime -7 -size +1M 2>/dev/null | sort | tail -1)
 if [ -z "$base" ]; then
   rm -f "$cache"/bookworm-*.tar
   base=$cache/bookworm-$(date +%Y%m%d).tar
@@ -41,8 +41,9 @@ if [ -z "$base" ]; then
     [ -s "$f" ] && grep -q bookworm "$f" && sources+=("$f")
   done
   echo "fresh-debian: making the base system (${sources[*]:-default mirror})" >&2
-  mmdebstrap --quiet --variant=apt --include=ca-certificates,git bookworm "$base.tmp" "${sources[@]}" >&2
-  mv "$base.tmp" "$base"
+  # mmdebstrap picks the output format from the name: keep ".tar" at the end.
+  mmdebstrap --quiet --variant=apt --include=ca-certificates,git bookworm "$cache/partial.tar" "${sources[@]}" >&2
+  mv "$cache/partial.tar" "$base"
 fi
 
 root=$(mktemp -d /tmp/postern-fresh.XXXXXX)

@@ -104,6 +104,11 @@ struct Expander {
       for (const std::string& t : al->second) expand(t, false);
     } else if (auto ca = s.aliases.find("*@" + domain); ca != s.aliases.end()) {
       for (const std::string& t : ca->second) expand(t, false);
+    } else if (addr.compare(0, at + 1, "postmaster@") == 0 && domain != s.default_domain) {
+      // RFC 5321 §4.5.1: every domain we serve has a postmaster. A domain the
+      // operator gave none of its own shares the default domain's (made at
+      // first start), as Postfix's "postmaster" alias does for every local domain.
+      expand("postmaster@" + s.default_domain, false);
     } else if (top) {
       path.pop_back();
       return finish(Resolution::Status::UnknownUser, fmt::format("no such user {}", addr));

@@ -685,22 +685,40 @@ struct QueueManager::Impl : std::enable_shared_from_this<Impl> {
       delivery::RecipientResult r;
       r.address = account;
       r.remote = "local";
-      // RFC 5321 §4.4: the final delivery adds Return-Path; Delivered-To
+      // RFC 5321 §4.4: the final delivery adds Return-Path, and one that came
+      // with the message goes (the sender's claim, not the envelope); Delivered-To
       // (Postfix, qmail) also lets us see a forwarding loop back to this box.
       bool loop = false;
-      {
-        const std::string_view text = content ? std::string_view(*content) : std::string_view{};
-        size_t end = text.find("\r\n\r\n");
-        std::string_view head = text.substr(0, end == std::string_view::npos ? text.size() : end + 2);
+      std::string head_out;  // the header section without Return-Path fields
+      std::string_view body;
+      if (content) {
+        const std::string_view text(*content);
+        size_t end = text.starts_with("\r\n") ? 0 : text.find("\r\n\r\n");
+        end = end == std::string_view::npos ? text.size() : (end == 0 ? 0 : end + 2);
+        const std::string_view head = text.substr(0, end);
+        body = text.substr(end);
+        head_out.reserve(head.size());
+        bool dropping = false;  // inside a Return-Path field, folded lines included
         size_t pos = 0;
         while (pos < head.size()) {
           size_t eol = head.find("\r\n", pos);
-          std::string_view line = head.substr(pos, (eol == std::string_view::npos ? head.size() : eol) - pos);
-          pos = eol == std::string_view::npos ? head.size() : eol + 2;
-          if (line.size() > 13 && iequals(line.substr(0, 13), "delivered-to:")) {
+          const size_t next = eol == std::string_view::npos ? head.size() : eol + 2;
+          std::string_view line = head.substr(pos, next - pos);
+          pos = next;
+          const bool folded = !line.empty() && (line.front() == ' ' || line.front() == '\t');
+          if (!folded) {
+            // The field name, allowing RFC 5322 §4.5.2's obsolete space before the colon.
+            std::string_view name = line.substr(0, std::min(line.find(':'), line.size()));
+            while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
+            dropping = name.size() < line.size() && iequals(name, "return-path");
+          }
+          if (dropping) continue;
+          head_out += line;
+          if (!folded && line.size() > 13 && iequals(line.substr(0, 13), "delivered-to:")) {
             std::string_view v = line.substr(13);
             while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-            while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+            while (!v.empty() && (v.back() == ' ' || v.back() == '\t' || v.back() == '\r' || v.back() == '\n'))
+              v.remove_suffix(1);
             if (iequals(v, account)) loop = true;
           }
         }
@@ -721,7 +739,8 @@ struct QueueManager::Impl : std::enable_shared_from_this<Impl> {
         std::string full;
         full.reserve(content->size() + sender.size() + account.size() + 40);
         full += fmt::format("Return-Path: <{}>\r\nDelivered-To: {}\r\n", sender, account);
-        full += *content;
+        full += head_out;
+        full += body;
         try {
           r = self->hooks.deliver_local(account, full);
         } catch (const std::exception& e) {

@@ -31,6 +31,7 @@
 #include <atomic>
 #include <charconv>
 #include <ctime>
+#include <limits>
 #include <list>
 #include <mutex>
 #include <unordered_map>
@@ -903,13 +904,17 @@ class Session : public std::enable_shared_from_this<Session> {
       seen.push_back(p.key);
       const std::string v = p.value.value_or("");
       if (p.key == "SIZE") {
+        // RFC 1870: size-value = 1*20DIGIT. Twenty digits may exceed 2^64; such a
+        // value is valid syntax and simply too large (552 below), not a 501.
         uint64_t n = 0;
         auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-        if (v.empty() || ec != std::errc{} || ptr != v.data() + v.size()) {
+        const bool digits = !v.empty() && v.size() <= 20 &&
+                            std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+        if (!digits || (ec != std::errc{} && ec != std::errc::result_out_of_range)) {
           error_reply(501, "5.5.4", "Syntax: SIZE=<octets>");
           co_return true;
         }
-        t.declared_size = n;
+        t.declared_size = ec == std::errc::result_out_of_range ? std::numeric_limits<uint64_t>::max() : n;
       } else if (p.key == "BODY") {
         std::string b = upper(v);
         if (b == "7BIT") t.body = queue::BodyType::SevenBit;
@@ -962,7 +967,8 @@ class Session : public std::enable_shared_from_this<Session> {
       reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
       co_return true;
     }
-    if (auto free = srv_->spool.free_bytes(); free && *free < cfg_->min_free_disk + t.declared_size) {
+    if (auto free = srv_->spool.free_bytes();
+        free && (*free < cfg_->min_free_disk || *free - cfg_->min_free_disk < t.declared_size)) {
       log::warn("smtp", "session={} spool file system low: {} octets free", info_.session_id, *free);
       reply(452, "4.3.1", "Insufficient system storage");
       co_return true;

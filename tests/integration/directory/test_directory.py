@@ -61,6 +61,7 @@ class DirectoryTest(unittest.TestCase):
     @classmethod
     def build_directory(cls):
         cls.must("domain", "add", "other.test")
+        cls.must("domain", "add", "bare.test")  # nothing in it: postmaster only (RFC 5321 §4.5.1)
         cls.must("domain", "add", "alias.test", "--alias-of", "example.test")
         cls.must("user", "add", "alice@example.test", "--password-stdin", "--name", "Alice A", "--quota", "10M",
                  stdin="alice-pw\n")
@@ -153,6 +154,10 @@ class DirectoryTest(unittest.TestCase):
         self.assertEqual(self.rcpt("sales@example.test")[0], 250)
         self.assertEqual(self.rcpt("anything@other.test")[0], 250)  # catch-all
         self.assertEqual(self.rcpt("postmaster@example.test")[0], 250)
+        # RFC 5321 §4.5.1: every served domain takes mail for its postmaster.
+        self.assertEqual(self.rcpt("postmaster@bare.test")[0], 250)
+        self.assertEqual(self.rcpt("PostMaster@bare.test")[0], 250)
+        self.assertEqual(self.rcpt("someone@bare.test")[0], 550)
 
     def test_list_posting_policy(self):
         code, msg = self.rcpt("staff@example.test", sender="stranger@outside.example")

@@ -134,6 +134,15 @@ class LocalDeliveryTest(unittest.TestCase):
         self.assertEqual(msg["Delivered-To"], "alice@example.test")
         self.assertIn("Received", msg)
 
+    def test_forged_return_path_is_replaced(self):
+        # RFC 5321 §4.4: a Return-Path that arrived with the message is not kept.
+        with smtplib.SMTP("127.0.0.1", self.d.port("smtp"), timeout=10) as s:
+            s.sendmail("sender@outside.example", ["alice@example.test"],
+                       "Return-Path: <forged@evil.example>\r\nFrom: sender@outside.example\r\n"
+                       "Subject: forged-rp\r\n\r\nhello\r\n")
+        _, msg = self.wait_for("alice@example.test", "forged-rp")
+        self.assertEqual(msg.get_all("Return-Path"), ["<sender@outside.example>"])
+
     def test_alias_expands_to_every_target(self):
         self.send("sales@example.test", "to-sales")
         self.wait_for("alice@example.test", "to-sales")

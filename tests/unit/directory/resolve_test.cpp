@@ -47,6 +47,20 @@ TEST_F(ResolveTest, UnknownUserInLocalDomain) {
   EXPECT_EQ(r.status, Resolution::Status::UnknownUser);
 }
 
+TEST_F(ResolveTest, EveryServedDomainHasAPostmaster) {
+  // RFC 5321 §4.5.1: a domain added later, with no postmaster of its own,
+  // delivers postmaster@ to the default domain's postmaster, in any case.
+  ok(dir_->add_domain("second.test", DomainKind::Local));
+  Resolution r = dir_->resolve("PostMaster@second.test", "");
+  ASSERT_EQ(r.status, Resolution::Status::Ok) << r.reason;
+  EXPECT_EQ(locals(r), Strings{"postmaster@example.test"});
+  // An operator's own postmaster for the domain wins.
+  ok(dir_->add_alias("postmaster@second.test", {"bob@example.test"}));
+  EXPECT_EQ(locals(dir_->resolve("postmaster@second.test", "")), Strings{"bob@example.test"});
+  // Only the exact local part: "postmasters" is an ordinary unknown user.
+  EXPECT_EQ(dir_->resolve("postmasters@second.test", "").status, Resolution::Status::UnknownUser);
+}
+
 TEST_F(ResolveTest, ForeignDomainIsNotOurs) {
   EXPECT_EQ(dir_->resolve("x@elsewhere.example", "").status, Resolution::Status::NotOurs);
   EXPECT_FALSE(dir_->is_local_domain("elsewhere.example"));

@@ -329,6 +329,13 @@ TEST_F(SmtpSessionTest, DsnAndMailParameterTable) {
       {"MAIL FROM:<a@example.org> ENVID=+zz", nullptr, 501, 0},
       {"MAIL FROM:<a@example.org> SIZE=abc", nullptr, 501, 0},
       {"MAIL FROM:<a@example.org> SIZE=999999999999", nullptr, 552, 0},
+      // RFC 1870: size-value = 1*20DIGIT, so 20 digits are syntax even above 2^64.
+      {"MAIL FROM:<a@example.org> SIZE=99999999999999999999", nullptr, 552, 0},
+      {"MAIL FROM:<a@example.org> SIZE=18446744073709551616", nullptr, 552, 0},
+      {"MAIL FROM:<a@example.org> SIZE=00000000000000000100", "RCPT TO:<u@example.test>", 250, 250},
+      {"MAIL FROM:<a@example.org> SIZE=999999999999999999999", nullptr, 501, 0},
+      {"MAIL FROM:<a@example.org> SIZE=+100", nullptr, 501, 0},
+      {"MAIL FROM:<a@example.org> SIZE=-1", nullptr, 501, 0},
       {"MAIL FROM:<a@example.org> BODY=BINARYMIME", nullptr, 501, 0},
       {"MAIL FROM:<a@example.org> FOO=BAR", nullptr, 555, 0},
       {"MAIL FROM:<a@example.org> SMTPUTF8=yes", nullptr, 501, 0},
