@@ -853,6 +853,32 @@ TEST_F(SmtpSessionTest, HookVerdictsMapToRepliesAndHeaderEditsAreApplied) {
   EXPECT_EQ(f[0].message.rfind("X-Good: seen\r\nReceived: from x ", 0), 0u) << f[0].message;
 }
 
+TEST_F(SmtpSessionTest, HooksSeeTheMessageParsedOnTheWorkerPool) {
+  add_plugin("good", R"(<plugin reject-subject="refuse me"/>)");
+  net::thread_pool workers(1);
+  cfg_.workers = workers.get_executor();
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  // Two messages in one pipelined burst: the parse of each happens off the
+  // strand, and the replies still come in order.
+  c->send("MAIL FROM:<a@example.org>\r\nRCPT TO:<u@example.test>\r\nDATA\r\n");
+  EXPECT_EQ(c->code(), 250);
+  EXPECT_EQ(c->code(), 250);
+  EXPECT_EQ(c->code(), 354);
+  c->send("Subject: refuse me\r\n\r\nx\r\n.\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<u@example.test>\r\nDATA\r\n");
+  EXPECT_EQ(c->code(), 550);
+  EXPECT_EQ(c->last(), "550 5.7.1 subject refused by good\r\n");
+  EXPECT_EQ(c->code(), 250);
+  EXPECT_EQ(c->code(), 250);
+  EXPECT_EQ(c->code(), 354);
+  EXPECT_EQ(c->cmd("Subject: fine\r\n\r\nx\r\n."), 250);
+  EXPECT_EQ(c->cmd("QUIT"), 221);
+  ASSERT_EQ(spooled().size(), 1u);
+  EXPECT_NE(spooled()[0].message.find("Subject: fine"), std::string::npos);
+  TearDown();  // the sessions end before the pool goes
+}
+
 TEST_F(SmtpSessionTest, LowDiskTempFailsMail) {
   cfg_.min_free_disk = uint64_t{1} << 60;
   start();
