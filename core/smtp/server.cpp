@@ -675,15 +675,15 @@ class Session : public std::enable_shared_from_this<Session> {
   net::awaitable<std::optional<std::string>> check_password(std::shared_ptr<const AuthBackend> backend,
                                                             std::string user, std::string password) {
     // Hashing has its own pool: a burst of AUTH must not delay RCPT lookups and parsing.
-    return util::offload(srv_->auth_pool.get_executor(),
-                         [backend, user = std::move(user), password = std::move(password)]() -> std::optional<std::string> {
-                           try {
-                             return backend->authenticate(user, password);
-                           } catch (const std::exception& e) {
-                             log::error("smtp", "auth backend failed: {}", e.what());
-                             return std::nullopt;
-                           }
-                         });
+    auto work = [backend, user = std::move(user), password = std::move(password)]() -> std::optional<std::string> {
+      try {
+        return backend->authenticate(user, password);
+      } catch (const std::exception& e) {
+        log::error("smtp", "auth backend failed: {}", e.what());
+        return std::nullopt;
+      }
+    };
+    return util::offload(srv_->auth_pool.get_executor(), std::move(work));
   }
 
   /** Where this session's blocking work runs (never the strand). */
