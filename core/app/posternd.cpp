@@ -177,6 +177,7 @@ class Daemon {
     // Subsystems (runtime.hpp), in dependency order; the engine settings are
     // completed by them (directory: AUTH accounts and recipient checks).
     auto smtp_cfg = std::make_shared<smtp::SmtpConfig>(*gen_.smtp);
+    smtp_cfg->workers = workers_->get_executor();  // sessions' blocking work (RCPT lookups, MIME parsing)
     rt_.manifest = gen_.manifest.get();
     rt_.io = &io_;
     rt_.workers = workers_.get();

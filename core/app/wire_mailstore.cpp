@@ -5,10 +5,12 @@
 
 #include "core/app/runtime.hpp"
 #include "core/directory/directory.hpp"
+#include "core/directory/store.hpp"
 #include "core/log/log.hpp"
 #include "core/mailstore/mailstore.hpp"
 #include "core/scheduler/scheduler.hpp"
 
+#include <boost/asio/post.hpp>
 #include <fmt/format.h>
 
 #include <chrono>
@@ -94,11 +96,33 @@ bool wire_mailstore(Runtime& rt) {
     });
   }
   if (rt.directory) {
+    // RCPT checks answer from the store's memory; a miss is read on a worker
+    // (the SMTP engine runs UsageLookup::read there, never on a session strand).
     std::weak_ptr<mailstore::MailStore> weak = store;
-    rt.directory->set_usage_lookup([weak](std::string_view account) -> std::optional<uint64_t> {
+    directory::Directory::UsageLookup lookup;
+    lookup.cached = [weak](std::string_view account) -> std::optional<uint64_t> {
+      if (auto st = weak.lock()) return st->cached_usage(account);
+      return std::nullopt;
+    };
+    lookup.read = [weak](std::string_view account) -> std::optional<uint64_t> {
       if (auto st = weak.lock()) return st->usage_bytes(account);
       return std::nullopt;
-    });
+    };
+    rt.directory->set_usage_lookup(std::move(lookup));
+    // Warm the cache for the accounts with a quota (the only ones the check
+    // needs), off the I/O threads, so that the first RCPT for them is cheap.
+    std::vector<std::string> with_quota;
+    for (const auto& a : rt.directory->data()->accounts)
+      if (a.quota_bytes != 0) with_quota.push_back(a.address);
+    if (!with_quota.empty() && rt.workers) {
+      boost::asio::post(*rt.workers, [weak, with_quota = std::move(with_quota)] {
+        if (auto st = weak.lock()) {
+          const size_t stores = st->warm_usage(with_quota);
+          log::info("mailstore", "usage cached for {} account(s) with a quota ({} with a mailbox)", with_quota.size(),
+                    stores);
+        }
+      });
+    }
   }
   log::info("mailstore", "root={} trash-retention={}d junk-retention={}d schedule=\"{}\"", s.root.string(),
             s.retention.trash.count() / 86400, s.retention.junk.count() / 86400, s.schedule);

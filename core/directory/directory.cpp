@@ -14,8 +14,6 @@
 
 namespace postern::core::directory {
 
-using UsageLookup = std::function<std::optional<uint64_t>(std::string_view account)>;
-
 struct Directory::Impl {
   Options opt;
   mutable std::mutex mu;  // the store and `marker`
@@ -156,7 +154,7 @@ void Directory::refresh() {
   }
 }
 
-void Directory::set_usage_lookup(std::function<std::optional<uint64_t>(std::string_view account)> usage) {
+void Directory::set_usage_lookup(UsageLookup usage) {
   std::atomic_store(&impl_->usage, std::make_shared<const UsageLookup>(std::move(usage)));
 }
 
@@ -187,13 +185,25 @@ bool Directory::owns_address(std::string_view account, std::string_view address)
 }
 
 bool Directory::over_quota(std::string_view account) const {
+  if (auto known = over_quota_cached(account)) return *known;
+  auto snap = impl_->snapshot();
+  const AccountRecord* a = snap->find_account(account, false);
+  auto usage = std::atomic_load(&impl_->usage);
+  if (a == nullptr || !usage || !usage->read) return false;
+  const std::optional<uint64_t> used = usage->read(a->address);
+  return used && *used >= a->quota_bytes;
+}
+
+std::optional<bool> Directory::over_quota_cached(std::string_view account) const {
   auto snap = impl_->snapshot();
   const AccountRecord* a = snap->find_account(account, false);
   if (a == nullptr || a->quota_bytes == 0) return false;
   auto usage = std::atomic_load(&impl_->usage);
-  if (!usage || !*usage) return false;
-  const std::optional<uint64_t> used = (*usage)(a->address);
-  return used && *used >= a->quota_bytes;
+  if (!usage || (!usage->cached && !usage->read)) return false;
+  if (!usage->cached) return std::nullopt;
+  const std::optional<uint64_t> used = usage->cached(a->address);
+  if (!used) return std::nullopt;
+  return *used >= a->quota_bytes;
 }
 
 const std::string& Directory::default_domain() const { return impl_->opt.default_domain; }

@@ -98,11 +98,19 @@ class Directory {
   bool is_gateway_domain(std::string_view domain) const;
   /** Re-reads the database if it changed since the last load (posternd calls it periodically). */
   void refresh();
-  /**
-   * Where RCPT checks learn an account's current mailbox usage (octets) for
-   * 452 4.2.2; set once by the mailstore wiring before the listeners start.
-   */
-  void set_usage_lookup(std::function<std::optional<uint64_t>(std::string_view account)> usage);
+  /** Where RCPT checks learn an account's mailbox usage (octets) for 452 4.2.2. */
+  struct UsageLookup {
+    /**
+     * Memory only (called on session strands): the usage when known without
+     * I/O, 0 for an account known to have no mailbox yet; nullopt when only
+     * `read` can tell. Null: always `read`.
+     */
+    std::function<std::optional<uint64_t>(std::string_view account)> cached;
+    /** May block (disk; called on a worker): the usage, nullopt when the account has no mailbox. */
+    std::function<std::optional<uint64_t>(std::string_view account)> read;
+  };
+  /** Set once by the mailstore wiring before the listeners start. */
+  void set_usage_lookup(UsageLookup usage);
 
   // ---- Services (thread-safe; authenticate() hashes: never on an I/O thread) ----
 
@@ -114,8 +122,16 @@ class Directory {
   std::optional<std::string> authenticate(std::string_view login, std::string_view password, Service service) const;
   /** Whether `account` may use `address` as a sender: its own address, through a domain alias, or an alias whose only target it is. */
   bool owns_address(std::string_view account, std::string_view address) const;
-  /** Whether the usage lookup reports the account at or over its quota (false without a quota or a lookup). */
+  /**
+   * Whether the usage lookup reports the account at or over its quota (false
+   * without a quota or a lookup). May block (UsageLookup::read): call it on a worker.
+   */
   bool over_quota(std::string_view account) const;
+  /**
+   * over_quota() from memory only (never blocks): nullopt when the account has
+   * a quota and its usage is not cached, i.e. only over_quota() on a worker can tell.
+   */
+  std::optional<bool> over_quota_cached(std::string_view account) const;
   const std::string& default_domain() const;
   /** The records as last loaded (listings). */
   std::shared_ptr<const DirectoryData> data() const;

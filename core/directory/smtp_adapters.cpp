@@ -10,20 +10,29 @@ smtp::RcptCheck DirectoryRecipientPolicy::check(std::string_view address, std::s
     case Resolution::Status::Ok:
       // One full mailbox refuses the address; a list or an alias with one full
       // member still delivers to the others (the store tempfails that copy).
-      if (r.targets.size() == 1 && r.targets.front().kind == Target::Kind::Local &&
-          dir_->over_quota(r.targets.front().address)) {
-        return {smtp::RcptStatus::OverQuota, ""};
+      if (r.targets.size() == 1 && r.targets.front().kind == Target::Kind::Local) {
+        const std::string& account = r.targets.front().address;
+        const std::optional<bool> over = dir_->over_quota_cached(account);
+        if (!over) {
+          // The usage is not in memory: the engine reads it on a worker, not on the strand.
+          smtp::RcptCheck later{smtp::RcptStatus::Accept, "", {}};
+          later.on_worker = [dir = dir_, account]() -> smtp::RcptCheck {
+            return {dir->over_quota(account) ? smtp::RcptStatus::OverQuota : smtp::RcptStatus::Accept, "", {}};
+          };
+          return later;
+        }
+        if (*over) return {smtp::RcptStatus::OverQuota, "", {}};
       }
-      return {smtp::RcptStatus::Accept, ""};
-    case Resolution::Status::NotOurs: return {smtp::RcptStatus::NotOurs, ""};
-    case Resolution::Status::UnknownUser: return {smtp::RcptStatus::UnknownUser, ""};
-    case Resolution::Status::Disabled: return {smtp::RcptStatus::Disabled, ""};
+      return {smtp::RcptStatus::Accept, "", {}};
+    case Resolution::Status::NotOurs: return {smtp::RcptStatus::NotOurs, "", {}};
+    case Resolution::Status::UnknownUser: return {smtp::RcptStatus::UnknownUser, "", {}};
+    case Resolution::Status::Disabled: return {smtp::RcptStatus::Disabled, "", {}};
     case Resolution::Status::Refused:
-      return {smtp::RcptStatus::Refused, fmt::format("Recipient address rejected: {}", r.reason)};
+      return {smtp::RcptStatus::Refused, fmt::format("Recipient address rejected: {}", r.reason), {}};
     case Resolution::Status::Loop:
-      return {smtp::RcptStatus::Loop, fmt::format("Recipient address rejected: routing loop ({})", r.reason)};
+      return {smtp::RcptStatus::Loop, fmt::format("Recipient address rejected: routing loop ({})", r.reason), {}};
   }
-  return {smtp::RcptStatus::TempFail, ""};
+  return {smtp::RcptStatus::TempFail, "", {}};
 }
 
 bool DirectoryRecipientPolicy::serves_domain(std::string_view domain) const {

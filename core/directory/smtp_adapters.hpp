@@ -16,6 +16,8 @@ namespace postern::core::directory {
  * RCPT checks from the directory's snapshot (never blocks). Maps resolve():
  * Ok -> Accept (OverQuota when the address is one local mailbox at or over
  * its quota), UnknownUser, Disabled, Refused (and Loop, with its reason) -> Refused, NotOurs.
+ * When the mailbox has a quota and its usage is not cached, the quota part
+ * comes back as RcptCheck::on_worker (Directory::over_quota on a worker).
  */
 class DirectoryRecipientPolicy final : public smtp::RecipientPolicy {
  public:

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace postern::core::mailstore {
 
@@ -182,6 +183,11 @@ struct MailStore::Impl {
   mutable std::unordered_map<std::string, std::shared_ptr<std::atomic<uint64_t>>> usage;
   std::unordered_map<std::string, std::shared_ptr<std::mutex>> opening;
   std::unordered_map<std::string, bool> recovered;
+  // Not opened yet, but known without I/O: the usage cell holds the index's
+  // stored counter (usage_read), or the account has no store (no_store).
+  // Opening the account takes over (recovery recomputes the cell).
+  std::unordered_set<std::string> usage_read;
+  std::unordered_set<std::string> no_store;
 
   std::shared_ptr<std::atomic<uint64_t>> usage_cell(const std::string& account) const {
     auto& cell = usage[account];
@@ -283,6 +289,7 @@ Result<std::shared_ptr<AccountStore>> MailStore::open_account(std::string_view a
     auto store = std::shared_ptr<AccountStore>(new AccountStore(std::move(impl)));
     std::lock_guard lock(impl_->mu);
     impl_->recovered[account] = true;
+    impl_->no_store.erase(account);
     impl_->open[account] = store;
     impl_->evict_idle();
     return store;
@@ -296,10 +303,18 @@ std::optional<uint64_t> MailStore::usage_bytes(std::string_view account_in) cons
   const std::string account = canonical_account(account_in);
   {
     std::lock_guard lock(impl_->mu);
-    if (auto it = impl_->usage.find(account); it != impl_->usage.end() && impl_->recovered.count(account))
-      return it->second->load();
+    if (impl_->recovered.count(account) || impl_->usage_read.count(account)) {
+      if (auto it = impl_->usage.find(account); it != impl_->usage.end()) return it->second->load();
+    }
+    if (impl_->no_store.count(account)) return std::nullopt;
   }
-  if (!valid_account(account) || !has_account(account)) return std::nullopt;
+  if (!valid_account(account)) return std::nullopt;
+  if (!has_account(account)) {
+    std::lock_guard lock(impl_->mu);
+    // Only this process creates stores (open_account clears the mark).
+    if (!impl_->recovered.count(account)) impl_->no_store.insert(account);
+    return std::nullopt;
+  }
   // Not opened by this process yet: read the stored counter once (a few
   // hundred microseconds); later calls answer from memory.
   try {
@@ -309,12 +324,32 @@ std::optional<uint64_t> MailStore::usage_bytes(std::string_view account_in) cons
     uint64_t value = s.step() ? static_cast<uint64_t>(s.int64(0)) : 0;
     std::lock_guard lock(impl_->mu);
     auto cell = impl_->usage_cell(account);
-    if (!impl_->recovered.count(account)) cell->store(value);
+    if (!impl_->recovered.count(account)) {
+      cell->store(value);
+      impl_->usage_read.insert(account);
+    }
     return cell->load();
   } catch (const std::exception& e) {
     log::warn(kLog, "account={} reading usage: {}", account, e.what());
     return std::nullopt;
   }
+}
+
+std::optional<uint64_t> MailStore::cached_usage(std::string_view account_in) const {
+  const std::string account = canonical_account(account_in);
+  std::lock_guard lock(impl_->mu);
+  if (impl_->recovered.count(account) || impl_->usage_read.count(account)) {
+    if (auto it = impl_->usage.find(account); it != impl_->usage.end()) return it->second->load();
+  }
+  if (impl_->no_store.count(account)) return 0;
+  return std::nullopt;
+}
+
+size_t MailStore::warm_usage(const std::vector<std::string>& accounts) const {
+  size_t known = 0;
+  for (const auto& a : accounts)
+    if (usage_bytes(a)) ++known;
+  return known;
 }
 
 DeliverResult MailStore::deliver(std::string_view account, std::string_view message, uint64_t quota_bytes,

@@ -352,8 +352,24 @@ class MailStore {
    */
   DeliverResult deliver(std::string_view account, std::string_view message, uint64_t quota_bytes,
                         std::string_view folder = "INBOX");
-  /** Octets used by the account's messages; nullopt when it has no store yet. Fast (cached). */
+  /**
+   * Octets used by the account's messages; nullopt when it has no store yet.
+   * Answers from memory once the account was opened or read; the first call
+   * for an account may block (stat, SQLite): call it on a worker.
+   */
   std::optional<uint64_t> usage_bytes(std::string_view account) const;
+  /**
+   * usage_bytes() from memory only (never blocks; safe on an I/O strand): the
+   * usage, 0 for an account known to have no store, nullopt when only
+   * usage_bytes() can tell.
+   */
+  std::optional<uint64_t> cached_usage(std::string_view account) const;
+  /**
+   * Reads the usage of `accounts` into memory (usage_bytes() for each), so
+   * that cached_usage() answers for them. Blocks: run it on a worker.
+   * @return how many of them have a store.
+   */
+  size_t warm_usage(const std::vector<std::string>& accounts) const;
 
   /**
    * Opens an account's store; the first open in a process runs recovery

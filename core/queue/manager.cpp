@@ -3,6 +3,7 @@
 #include "core/log/log.hpp"
 #include "core/mime/mime.hpp"
 #include "core/queue/dsn.hpp"
+#include "core/util/offload.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -604,8 +605,16 @@ struct QueueManager::Impl : std::enable_shared_from_this<Impl> {
     std::vector<std::string> rcpts;
     for (size_t i : job.units) rcpts.push_back(job.msg->st.units[i].target);
     auto sd = self->stage_data(*job.msg, std::move(rcpts), job.dest);
-    if (job.msg->content)
-      sd->txn.message = std::make_shared<const mime::Message>(mime::Message::parse(*job.msg->content));
+    if (job.msg->content) {
+      // Off the scheduling strand: one large message must not stall every other delivery.
+      try {
+        sd->txn.message = co_await util::offload(self->workers.get_executor(), [content = job.msg->content] {
+          return std::make_shared<const mime::Message>(mime::Message::parse(*content));
+        });
+      } catch (const std::exception& e) {
+        log::warn("queue", "qid={} MIME parse failed: {}", job.msg->id, e.what());
+      }
+    }
     event::Outcome o;
     try {
       o = co_await chain->run(event::Stage::Delivery, sd->ev);

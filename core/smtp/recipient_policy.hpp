@@ -5,6 +5,7 @@
 // <local-domain>/<relay-domain> lists when no policy is set or the policy
 // answers NotOurs.
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -24,9 +25,21 @@ enum class RcptStatus {
 struct RcptCheck {
   RcptStatus status = RcptStatus::NotOurs;
   std::string text;  // optional reply text; the engine has defaults
+  /**
+   * Set when only blocking I/O can finish the answer (e.g. the mailbox usage of
+   * an account not yet in memory, for 452 4.2.2). The engine then runs it on
+   * its worker pool, never on the session strand, and replies with its result
+   * instead of `status`; the session reads its next command only after that,
+   * so PIPELINING order holds. An exception from it gives 451 4.3.0.
+   * OWNERSHIP: moved to the pool. THREADING: runs on a worker thread.
+   */
+  std::function<RcptCheck()> on_worker;
 };
 
-/** THREADING: called concurrently from session strands. Must not block: answer from memory. */
+/**
+ * THREADING: called concurrently from session strands. Must not block: answer
+ * from memory, and hand what needs the disk back in RcptCheck::on_worker.
+ */
 class RecipientPolicy {
  public:
   virtual ~RecipientPolicy() = default;

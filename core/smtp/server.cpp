@@ -10,6 +10,7 @@
 #include "core/smtp/data_decoder.hpp"
 #include "core/smtp/header_edit.hpp"
 #include "core/tls/tls_context.hpp"
+#include "core/util/offload.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -674,25 +675,42 @@ class Session : public std::enable_shared_from_this<Session> {
    */
   net::awaitable<std::optional<std::string>> check_password(std::shared_ptr<const AuthBackend> backend,
                                                             std::string user, std::string password) {
-    return net::async_initiate<decltype(net::use_awaitable), void(std::optional<std::string>)>(
-        [pool = srv_->auth_pool.get_executor(), backend, user = std::move(user),
-         password = std::move(password)](auto handler) mutable {
-          auto work = net::make_work_guard(net::get_associated_executor(handler));
-          net::post(pool, [handler = std::move(handler), work = std::move(work), backend, user = std::move(user),
-                           password = std::move(password)]() mutable {
-            std::optional<std::string> who;
-            try {
-              who = backend->authenticate(user, password);
-            } catch (const std::exception& e) {
-              log::error("smtp", "auth backend failed: {}", e.what());
-            }
-            auto ex = work.get_executor();
-            net::dispatch(ex, [handler = std::move(handler), who = std::move(who)]() mutable {
-              std::move(handler)(std::move(who));
-            });
-          });
-        },
-        net::use_awaitable);
+    // Hashing has its own pool: a burst of AUTH must not delay RCPT lookups and parsing.
+    auto work = [backend, user = std::move(user), password = std::move(password)]() -> std::optional<std::string> {
+      try {
+        return backend->authenticate(user, password);
+      } catch (const std::exception& e) {
+        log::error("smtp", "auth backend failed: {}", e.what());
+        return std::nullopt;
+      }
+    };
+    return util::offload(srv_->auth_pool.get_executor(), std::move(work));
+  }
+
+  /** Where this session's blocking work runs (never the strand). */
+  net::any_io_executor worker_executor() const {
+    if (cfg_->workers) return cfg_->workers;
+    return srv_->auth_pool.get_executor();
+  }
+
+  /**
+   * The directory's RCPT check. Answered from memory; when the policy needs the
+   * disk (a mailbox usage not yet cached) the rest runs on the worker pool
+   * while the strand serves other sessions.
+   */
+  net::awaitable<RcptCheck> check_recipient(std::string address) {
+    RcptCheck rc = cfg_->recipients->check(address, txn_.mail_from);
+    if (!rc.on_worker) co_return rc;
+    std::function<RcptCheck()> rest = std::move(rc.on_worker);
+    std::optional<RcptCheck> done;
+    try {
+      done = co_await util::offload(worker_executor(), std::move(rest));
+    } catch (const std::exception& e) {
+      log::warn("smtp", "session={} recipient lookup for <{}> failed: {}", info_.session_id, address, e.what());
+    }
+    if (!done) co_return RcptCheck{RcptStatus::TempFail, "", {}};
+    done->on_worker = nullptr;  // one hand-off only
+    co_return std::move(*done);
   }
 
   net::awaitable<bool> cmd_auth(std::string_view arg) {
@@ -1112,7 +1130,7 @@ class Session : public std::enable_shared_from_this<Session> {
       // The directory knows which mailboxes exist (D1-D3); unknown users are
       // refused here so that nothing is accepted that would only bounce.
       const std::string who = clean_text(mb.str());
-      const RcptCheck rc = cfg_->recipients->check(mb.str(), txn_.mail_from);
+      const RcptCheck rc = co_await check_recipient(mb.str());
       const auto text = [&](std::string_view dflt) {
         return fmt::format("<{}>: {}", who, rc.text.empty() ? dflt : clean_text(rc.text));
       };
@@ -1315,6 +1333,19 @@ class Session : public std::enable_shared_from_this<Session> {
     return h;
   }
 
+  /** MIME structure of `full` for the hooks, parsed on the worker pool; null when it cannot be parsed. */
+  net::awaitable<std::shared_ptr<const mime::Message>> parse_message(const std::string& full) {
+    std::shared_ptr<const mime::Message> parsed;
+    try {
+      parsed = co_await util::offload(worker_executor(), [&full] {
+        return std::make_shared<const mime::Message>(mime::Message::parse(full));
+      });
+    } catch (const std::exception& e) {
+      log::warn("smtp", "qid={} MIME parse failed: {}", ev_txn_.queue_id, e.what());
+    }
+    co_return parsed;
+  }
+
   net::awaitable<void> finish_message(std::string body) {
     const uint64_t size = body.size();
     // RFC 5321 §6.3: loop detection by counting Received: fields.
@@ -1329,13 +1360,8 @@ class Session : public std::enable_shared_from_this<Session> {
     body.shrink_to_fit();
     // The parsed message is for the hooks (and the score policy, which only has
     // scores when some plugin gave them): without plugins nobody reads it.
-    if (chain_ && !chain_->plugins().empty()) {
-      try {
-        ev_txn_.message = std::make_shared<const mime::Message>(mime::Message::parse(full));
-      } catch (const std::exception& e) {
-        log::warn("smtp", "qid={} MIME parse failed: {}", ev_txn_.queue_id, e.what());
-      }
-    }
+    // Parsing is CPU work proportional to the message: on the worker pool.
+    if (chain_ && !chain_->plugins().empty()) ev_txn_.message = co_await parse_message(full);
 
     std::string subdir = "incoming";
     bool discard = false;

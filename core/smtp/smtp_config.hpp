@@ -8,6 +8,7 @@
 #include "core/smtp/data_decoder.hpp"
 #include "core/smtp/recipient_policy.hpp"
 
+#include <boost/asio/any_io_executor.hpp>
 #include <pugixml.hpp>
 
 #include <chrono>
@@ -57,6 +58,11 @@ struct SmtpConfig {
   // The directory's view of local recipients; null: every address in a local
   // domain is accepted (set by posternd once the directory is open).
   std::shared_ptr<const RecipientPolicy> recipients;
+
+  // Where a session runs blocking work (RCPT lookups that need the disk, MIME
+  // parsing at the end of data): posternd's worker pool. Unset: the server's
+  // own one-thread pool (tests, embedders). Never the session strand.
+  boost::asio::any_io_executor workers;
 
   // Score thresholds (the manifest's <scoring>), applied at data_end when no
   // hook decided (docs/event-bus.md).

@@ -1,7 +1,9 @@
 // A well-behaved SDK plugin for loader and bus tests: rejects the recipient
 // whose local part is `reject-local`, tempfails `tempfail-local`, adds a
 // header and a symbol at data_end; `data-end` = discard | quarantine,
-// `add-rcpt` / `remove-rcpt` edit the envelope there.
+// `add-rcpt` / `remove-rcpt` edit the envelope there; `reject-subject` rejects
+// a message whose parsed Subject: is that text (data_end), and
+// `delivery-reject-subject` does the same at the queue's delivery stage.
 #include <postern/sdk/sdk.hpp>
 
 namespace {
@@ -20,7 +22,22 @@ class Good {
     data_end_verdict_ = ctx.config().attr_or("data-end", "");
     add_rcpt_ = ctx.config().attr_or("add-rcpt", "");
     remove_rcpt_ = ctx.config().attr_or("remove-rcpt", "");
+    reject_subject_ = ctx.config().attr_or("reject-subject", "");
+    delivery_reject_subject_ = ctx.config().attr_or("delivery-reject-subject", "");
+    if (!delivery_reject_subject_.empty()) {
+      ctx.on_delivery([this](sdk::Event& ev) {
+        const auto msg = ev.message();
+        if (msg && msg->header("Subject") == std::optional<std::string_view>(delivery_reject_subject_))
+          return sdk::HookResult::reject("5.7.1", "delivery refused by good", 550);
+        return sdk::HookResult{};
+      });
+    }
     ctx.on_data_end([this](sdk::Event& ev) {
+      if (!reject_subject_.empty()) {
+        const auto msg = ev.message();
+        if (msg && msg->header("Subject") == std::optional<std::string_view>(reject_subject_))
+          return sdk::HookResult::reject("5.7.1", "subject refused by good", 550);
+      }
       ev.add_header("X-Good", "seen");
       ev.add_symbol("GOOD_SEEN", 0.5, "test");
       if (!add_rcpt_.empty()) ev.add_recipient(add_rcpt_);
@@ -44,6 +61,8 @@ class Good {
   std::string data_end_verdict_;
   std::string add_rcpt_;
   std::string remove_rcpt_;
+  std::string reject_subject_;
+  std::string delivery_reject_subject_;
 };
 
 }  // namespace

@@ -6,6 +6,9 @@
 
 #include <sqlite3.h>
 
+#include <atomic>
+#include <map>
+
 namespace postern::core::directory {
 namespace {
 
@@ -118,11 +121,14 @@ TEST_F(ManagementTest, RecipientPolicyMapsStatusesAndQuota) {
   auto shared = std::shared_ptr<const Directory>(dir_.get(), [](const Directory*) {});
   DirectoryRecipientPolicy policy(shared);
   EXPECT_EQ(policy.check("alice@example.test", "").status, smtp::RcptStatus::Accept);
-  dir_->set_usage_lookup([](std::string_view account) -> std::optional<uint64_t> {
+  Directory::UsageLookup usage;
+  usage.cached = [](std::string_view account) -> std::optional<uint64_t> {
     if (account == "alice@example.test") return 1000;
     return 5;
-  });
+  };
+  dir_->set_usage_lookup(usage);
   EXPECT_EQ(policy.check("alice@example.test", "").status, smtp::RcptStatus::OverQuota);
+  EXPECT_FALSE(policy.check("alice@example.test", "").on_worker) << "answered from memory";
   EXPECT_EQ(policy.check("bob@example.test", "").status, smtp::RcptStatus::Accept);  // no quota
   EXPECT_EQ(policy.check("nobody@example.test", "").status, smtp::RcptStatus::UnknownUser);
   EXPECT_EQ(policy.check("off@example.test", "").status, smtp::RcptStatus::Disabled);
@@ -133,6 +139,53 @@ TEST_F(ManagementTest, RecipientPolicyMapsStatusesAndQuota) {
   EXPECT_EQ(policy.check("x@elsewhere.example", "").status, smtp::RcptStatus::NotOurs);
   EXPECT_TRUE(policy.serves_domain("Example.Test"));
   EXPECT_FALSE(policy.serves_domain("elsewhere.example"));
+}
+
+TEST_F(ManagementTest, QuotaCheckLeavesTheDiskReadToAWorker) {
+  ok(dir_->add_account("alice@example.test", "", std::nullopt, 1000));
+  ok(dir_->add_account("bob@example.test", "", std::nullopt, 0));
+  ok(dir_->add_alias("both@example.test", {"alice@example.test", "bob@example.test"}));
+  auto shared = std::shared_ptr<const Directory>(dir_.get(), [](const Directory*) {});
+  DirectoryRecipientPolicy policy(shared);
+  std::map<std::string, uint64_t> in_memory;  // what the store has cached
+  std::atomic<int> reads{0};
+  Directory::UsageLookup usage;
+  usage.cached = [&](std::string_view account) -> std::optional<uint64_t> {
+    auto it = in_memory.find(std::string(account));
+    if (it == in_memory.end()) return std::nullopt;
+    return it->second;
+  };
+  usage.read = [&](std::string_view account) -> std::optional<uint64_t> {
+    ++reads;
+    return account == "alice@example.test" ? 1500 : 0;
+  };
+  dir_->set_usage_lookup(usage);
+
+  // Not cached: check() must not read; it hands the read over.
+  EXPECT_EQ(dir_->over_quota_cached("alice@example.test"), std::nullopt);
+  smtp::RcptCheck c = policy.check("alice@example.test", "");
+  EXPECT_EQ(reads.load(), 0) << "check() read the disk";
+  ASSERT_TRUE(c.on_worker);
+  smtp::RcptCheck later = c.on_worker();
+  EXPECT_EQ(reads.load(), 1);
+  EXPECT_EQ(later.status, smtp::RcptStatus::OverQuota);
+  EXPECT_FALSE(later.on_worker);
+
+  // No quota, or more than one target: nothing to read.
+  EXPECT_EQ(dir_->over_quota_cached("bob@example.test"), false);
+  EXPECT_FALSE(policy.check("bob@example.test", "").on_worker);
+  EXPECT_FALSE(policy.check("both@example.test", "").on_worker);
+
+  // Cached: answered in check().
+  in_memory["alice@example.test"] = 999;
+  c = policy.check("alice@example.test", "");
+  EXPECT_FALSE(c.on_worker);
+  EXPECT_EQ(c.status, smtp::RcptStatus::Accept);
+  in_memory["alice@example.test"] = 1000;
+  EXPECT_EQ(policy.check("alice@example.test", "").status, smtp::RcptStatus::OverQuota);
+  EXPECT_EQ(reads.load(), 1);
+  EXPECT_TRUE(dir_->over_quota("alice@example.test"));
+  EXPECT_EQ(reads.load(), 1) << "over_quota() prefers the cached value";
 }
 
 TEST_F(ManagementTest, AuthChainTriesDirectoryThenStaticAccounts) {

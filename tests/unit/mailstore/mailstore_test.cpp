@@ -578,6 +578,35 @@ TEST(MailStoreTest, UsageIsReadFromDiskByAFreshStore) {
   EXPECT_EQ(fresh.usage_bytes("alice@example.net"), std::nullopt);
 }
 
+TEST(MailStoreTest, CachedUsageAnswersFromMemoryOnceWarmed) {
+  TempDir t;
+  const std::string m = msg("u");
+  {
+    MailStore store({.root = t.path.string()});
+    store.deliver("bob@example.net", m, 0);
+    store.deliver("bob@example.net", m, 0);
+  }
+  MailStore fresh({.root = t.path.string()});
+  // Nothing read yet: only usage_bytes() (disk) can tell.
+  EXPECT_EQ(fresh.cached_usage("bob@example.net"), std::nullopt);
+  EXPECT_EQ(fresh.cached_usage("alice@example.net"), std::nullopt);
+  EXPECT_EQ(fresh.warm_usage({"bob@example.net", "alice@example.net"}), 1u);
+  // With the account directories out of reach the answers still come: from memory.
+  const fs::path away = t.path.parent_path() / (t.path.filename().string() + "-away");
+  fs::rename(t.path, away);
+  EXPECT_EQ(fresh.cached_usage("bob@example.net"), m.size() * 2);
+  EXPECT_EQ(fresh.cached_usage("bob@Example.NET"), m.size() * 2);  // the domain in any case
+  EXPECT_EQ(fresh.cached_usage("alice@example.net"), 0u);  // known: no store
+  EXPECT_EQ(fresh.usage_bytes("bob@example.net"), m.size() * 2);
+  EXPECT_EQ(fresh.usage_bytes("alice@example.net"), std::nullopt);
+  fs::rename(away, t.path);
+  // Deliveries keep the cached values current (the account's own cell).
+  ASSERT_EQ(fresh.deliver("alice@example.net", m, 0).status, DeliverResult::Status::Ok);
+  EXPECT_EQ(fresh.cached_usage("alice@example.net"), m.size());
+  ASSERT_EQ(fresh.deliver("bob@example.net", m, 0).status, DeliverResult::Status::Ok);
+  EXPECT_EQ(fresh.cached_usage("bob@example.net"), m.size() * 3);
+}
+
 TEST(MailStoreTest, IdleAccountsAreClosedBeyondTheLimitAndReopenIntact) {
   TempDir t;
   MailStore store({.root = t.path.string(), .max_open_accounts = 3});

@@ -2,6 +2,8 @@
 // and a manual clock (docs/queue.md).
 
 #include "core/config/diagnostics.hpp"
+#include "core/event/chain.hpp"
+#include "core/plugin/loader.hpp"
 #include "tests/unit/temp_dir.hpp"
 #include "core/mime/mime.hpp"
 #include "core/queue/dsn.hpp"
@@ -18,10 +20,12 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <list>
 #include <map>
 #include <mutex>
 #include <random>
 #include <thread>
+#include <variant>
 
 namespace postern::core::queue {
 namespace {
@@ -412,8 +416,29 @@ struct Harness {
     qm->wake();
   }
 
+  event::ChainPtr chain;  // optional: the delivery stage runs through it
+  std::list<pugi::xml_document> docs;
+
+  /** Loads a test plugin from tests/abi (e.g. "good") into `chain`. */
+  void add_plugin(const std::string& name, const std::string& config_xml) {
+    if (!chain) chain = std::make_shared<event::Chain>();
+    docs.emplace_back();
+    ASSERT_TRUE(docs.back().load_string(config_xml.c_str()));
+    plugin::LoadRequest r;
+    r.library = fs::path(POSTERN_ABI_PLUGIN_DIR) / (name + ".so");
+    r.descriptor = fs::path(POSTERN_ABI_PLUGIN_DIR) / (name + ".plugin.xml");
+    r.name = name;
+    r.config = docs.back().document_element();
+    auto loaded = plugin::LoadedPlugin::load(r, plugin::HostServices{});
+    ASSERT_TRUE(std::holds_alternative<std::unique_ptr<plugin::LoadedPlugin>>(loaded))
+        << std::get<std::string>(loaded);
+    std::const_pointer_cast<event::Chain>(chain)->add(std::move(std::get<0>(loaded)), std::chrono::seconds(2),
+                                                      event::OnFailure::Continue);
+  }
+
   void start() {
     QueueHooks h;
+    if (chain) h.chains = [c = chain] { return c; };
     h.expand = [](std::string_view rcpt, std::string_view) {
       RecipientRoute r;
       std::string a(rcpt);
@@ -497,6 +522,20 @@ TEST(QueueManagerTest, FinalDeliveryReplacesAReturnPathThatCameWithTheMessage) {
   EXPECT_EQ(h.local[0].second,
             "Return-Path: <alice@example.org>\r\nDelivered-To: dave@local.test\r\nSubject: hi\r\n"
             "X-Keep: Return-Path: <kept in a value>\r\n\r\nReturn-Path: <in the body, kept>\r\n");
+}
+
+// The delivery stage gets the parsed message (parsed on the worker pool, not
+// the scheduling strand): a hook that refuses by Subject: sees it.
+TEST(QueueManagerTest, DeliveryStageHookSeesTheParsedMessage) {
+  Harness h;
+  h.add_plugin("good", R"(<plugin delivery-reject-subject="test"/>)");
+  h.start();
+  h.submit("alice@example.org", {"bob@remote.test"});  // Subject: test
+  ASSERT_TRUE(eventually([&] { return count_files(h.incoming()) == 0 && h.idle(); }));
+  EXPECT_EQ(h.transport->delivered_to("bob@remote.test"), 0u);
+  std::lock_guard lock(h.transport->mu);
+  ASSERT_EQ(h.transport->dsn_attempts.size(), 1u);  // the refusal bounced to the sender (its own Subject: passes)
+  EXPECT_NE(h.transport->dsn_attempts[0].message->find("delivery refused by good"), std::string::npos);
 }
 
 TEST(QueueManagerTest, TemporaryFailureFollowsTheRetryScheduleThenDelivers) {

@@ -1,5 +1,8 @@
 // Session tests: a real SmtpServer on 127.0.0.1 (port 0) with an empty chain,
 // driven over a blocking socket (and TLS) from the test thread.
+#include "core/directory/directory.hpp"
+#include "core/directory/smtp_adapters.hpp"
+#include "core/directory/store.hpp"
 #include "core/event/chain.hpp"
 #include "core/plugin/loader.hpp"
 #include "core/queue/spool.hpp"
@@ -13,8 +16,11 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <filesystem>
 #include <functional>
+#include <future>
+#include <mutex>
 #include <list>
 #include <random>
 #include <thread>
@@ -62,6 +68,8 @@ class Client {
     return code();
   }
   const std::string& last() const { return last_; }
+  /** Octets the server sent that no reply() has read yet (no waiting). */
+  size_t unread() { return buf_.size() + sock_.available(); }
 
   void start_tls(const std::string& sni = "") {
     ctx_.set_verify_mode(net::ssl::verify_none);
@@ -379,6 +387,113 @@ TEST_F(SmtpSessionTest, PipelinedCommandsGetRepliesInOrder) {
   EXPECT_EQ(c->code(), 221);
   ASSERT_EQ(spooled().size(), 1u);
   EXPECT_EQ(spooled()[0].envelope.recipients.size(), 2u);
+}
+
+// Issue 12 §4: the first RCPT for an account with a quota needs its mailbox
+// usage, which may mean opening SQLite. Here the directory is real and the
+// store's disk read is a test double that blocks until the test lets it go.
+// The io_context has ONE thread: had the read run on the session strand, the
+// second client would get nothing (not even its banner) until the release.
+TEST_F(SmtpSessionTest, SlowQuotaLookupDoesNotHoldTheEventLoop) {
+  directory::Directory::Options o;
+  o.file = (dir_ / "directory.sqlite").string();
+  o.default_domain = "example.test";
+  o.hash = directory::HashParams{1, 64, 1};
+  auto dir = std::make_shared<directory::Directory>(o);
+  dir->ensure_defaults({});
+  ASSERT_TRUE(dir->add_account("full@example.test", "", std::nullopt, 1000).ok());
+  ASSERT_TRUE(dir->add_account("ok@example.test", "", std::nullopt, 0).ok());
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool entered = false, released = false;
+  std::thread::id reader;
+  directory::Directory::UsageLookup usage;
+  usage.cached = [](std::string_view) -> std::optional<uint64_t> { return std::nullopt; };  // nothing in memory
+  usage.read = [&](std::string_view account) -> std::optional<uint64_t> {
+    std::unique_lock lock(mu);
+    reader = std::this_thread::get_id();
+    entered = true;
+    cv.notify_all();
+    // The "disk": waits for the test (at most 5 s, so a regression fails instead of hanging).
+    cv.wait_for(lock, 5s, [&] { return released; });
+    return account == "full@example.test" ? 5000 : 0;
+  };
+  dir->set_usage_lookup(usage);
+  cfg_.recipients = std::make_shared<directory::DirectoryRecipientPolicy>(dir);
+  net::thread_pool workers(1);
+  cfg_.workers = workers.get_executor();
+  start();
+
+  auto a = connect();
+  EXPECT_EQ(a->cmd("EHLO a.example"), 250);
+  EXPECT_EQ(a->cmd("MAIL FROM:<s@example.org>"), 250);
+  // PIPELINING: the slow RCPT, then a cheap one and DATA behind it.
+  a->send("RCPT TO:<full@example.test>\r\nRCPT TO:<ok@example.test>\r\nDATA\r\n");
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 5s, [&] { return entered; })) << "the usage read never started";
+  }
+
+  // While the read is blocked: a second session is served in full.
+  const auto t0 = std::chrono::steady_clock::now();
+  auto b = connect();  // banner
+  EXPECT_EQ(b->cmd("EHLO b.example"), 250);
+  EXPECT_EQ(b->cmd("MAIL FROM:<s@example.org>"), 250);
+  EXPECT_EQ(b->cmd("RCPT TO:<ok@example.test>"), 250);
+  EXPECT_EQ(b->cmd("DATA"), 354);
+  EXPECT_EQ(b->cmd("Subject: b\r\n\r\nb\r\n."), 250);
+  EXPECT_EQ(b->cmd("QUIT"), 221);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_LT(took, 2s) << "the second session waited for the first one's disk read";
+  {
+    std::lock_guard lock(mu);
+    EXPECT_FALSE(released);
+    EXPECT_NE(reader, thread_.get_id()) << "the usage was read on the I/O thread";
+  }
+  EXPECT_EQ(a->unread(), 0u) << "a reply overtook the pending RCPT";
+
+  {
+    std::lock_guard lock(mu);
+    released = true;
+  }
+  cv.notify_all();
+  // The 452 comes, and the pipelined replies follow in order.
+  EXPECT_EQ(a->code(), 452);
+  EXPECT_NE(a->last().find("4.2.2"), std::string::npos) << a->last();
+  EXPECT_EQ(a->code(), 250);
+  EXPECT_EQ(a->code(), 354);
+  EXPECT_EQ(a->cmd("Subject: a\r\n\r\na\r\n."), 250);
+  EXPECT_EQ(a->cmd("QUIT"), 221);
+  size_t to_ok = 0;
+  for (const auto& f : spooled()) {
+    ASSERT_EQ(f.envelope.recipients.size(), 1u);
+    EXPECT_EQ(f.envelope.recipients[0].address, "ok@example.test");
+    ++to_ok;
+  }
+  EXPECT_EQ(to_ok, 2u);
+  TearDown();  // the sessions end before the pool and the directory go
+}
+
+TEST_F(SmtpSessionTest, FailedQuotaLookupTempFailsTheRecipient) {
+  directory::Directory::Options o;
+  o.file = (dir_ / "directory.sqlite").string();
+  o.default_domain = "example.test";
+  o.hash = directory::HashParams{1, 64, 1};
+  auto dir = std::make_shared<directory::Directory>(o);
+  dir->ensure_defaults({});
+  ASSERT_TRUE(dir->add_account("full@example.test", "", std::nullopt, 1000).ok());
+  directory::Directory::UsageLookup usage;
+  usage.read = [](std::string_view) -> std::optional<uint64_t> { throw std::runtime_error("disk I/O error"); };
+  dir->set_usage_lookup(usage);
+  cfg_.recipients = std::make_shared<directory::DirectoryRecipientPolicy>(dir);
+  start();  // no cfg_.workers: the server's own pool
+  auto c = connect();
+  c->cmd("EHLO x");
+  c->cmd("MAIL FROM:<s@example.org>");
+  EXPECT_EQ(c->cmd("RCPT TO:<full@example.test>"), 451);
+  EXPECT_NE(c->last().find("4.3.0"), std::string::npos) << c->last();
+  EXPECT_EQ(c->cmd("NOOP"), 250);
 }
 
 TEST_F(SmtpSessionTest, AllRecipientsRejectedMeansNoValidRecipients) {
@@ -743,6 +858,32 @@ TEST_F(SmtpSessionTest, HookVerdictsMapToRepliesAndHeaderEditsAreApplied) {
   ASSERT_EQ(f[0].envelope.recipients.size(), 1u);
   EXPECT_EQ(f[0].envelope.recipients[0].address, "dave@example.test");
   EXPECT_EQ(f[0].message.rfind("X-Good: seen\r\nReceived: from x ", 0), 0u) << f[0].message;
+}
+
+TEST_F(SmtpSessionTest, HooksSeeTheMessageParsedOnTheWorkerPool) {
+  add_plugin("good", R"(<plugin reject-subject="refuse me"/>)");
+  net::thread_pool workers(1);
+  cfg_.workers = workers.get_executor();
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  // Two messages in one pipelined burst: the parse of each happens off the
+  // strand, and the replies still come in order.
+  c->send("MAIL FROM:<a@example.org>\r\nRCPT TO:<u@example.test>\r\nDATA\r\n");
+  EXPECT_EQ(c->code(), 250);
+  EXPECT_EQ(c->code(), 250);
+  EXPECT_EQ(c->code(), 354);
+  c->send("Subject: refuse me\r\n\r\nx\r\n.\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<u@example.test>\r\nDATA\r\n");
+  EXPECT_EQ(c->code(), 550);
+  EXPECT_EQ(c->last(), "550 5.7.1 subject refused by good\r\n");
+  EXPECT_EQ(c->code(), 250);
+  EXPECT_EQ(c->code(), 250);
+  EXPECT_EQ(c->code(), 354);
+  EXPECT_EQ(c->cmd("Subject: fine\r\n\r\nx\r\n."), 250);
+  EXPECT_EQ(c->cmd("QUIT"), 221);
+  ASSERT_EQ(spooled().size(), 1u);
+  EXPECT_NE(spooled()[0].message.find("Subject: fine"), std::string::npos);
+  TearDown();  // the sessions end before the pool goes
 }
 
 TEST_F(SmtpSessionTest, LowDiskTempFailsMail) {
