@@ -22,6 +22,7 @@
 #include <boost/json.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -106,6 +107,12 @@ int main(int argc, char** argv) {
   }
   int code = ctl::kOk;
   if (!take_password(args, code)) return code;
+  // posternd has its own working directory: a file named here is named absolutely there.
+  if (args[0] == "relay") {
+    for (size_t i = 1; i + 1 < args.size(); ++i) {
+      if (args[i] == "--message") args[i + 1] = std::filesystem::absolute(args[i + 1]).string();
+    }
+  }
 
   boost::json::array words;
   for (const auto& a : args) words.emplace_back(a);

@@ -9,7 +9,6 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
-#include <exception>
 #include <functional>
 #include <optional>
 #include <string>
@@ -105,21 +104,5 @@ struct Command {
   CommandSpec spec;
   Handler handler;
 };
-
-/** Wraps a blocking function into a Handler that runs it on `pool` (any executor with post). */
-template <class Pool, class F>
-Handler on_pool(Pool& pool, F fn) {
-  return [&pool, fn = std::move(fn)](Request req, Done done) mutable {
-    post(pool, [fn, req = std::move(req), done = std::move(done)]() mutable {
-      Reply reply;
-      try {
-        reply = fn(req);
-      } catch (const std::exception& e) {
-        reply = Reply::failure(Exit::Fail, e.what());
-      }
-      done(std::move(reply));
-    });
-  };
-}
 
 }  // namespace postern::core::control

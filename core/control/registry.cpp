@@ -269,8 +269,9 @@ void Registry::call(const json::value& request, Done done) const {
   if (req == nullptr) return done(Reply::failure(Exit::Usage, "a request is a JSON object"));
   Format format = Format::Text;
   if (auto it = req->find("format"); it != req->end()) {
-    if (it->value() == "json") format = Format::Json;
-    else if (it->value() != "text") return done(Reply::failure(Exit::Usage, "\"format\" is \"text\" or \"json\""));
+    const json::string* f = it->value().if_string();
+    if (f != nullptr && *f == "json") format = Format::Json;
+    else if (f == nullptr || *f != "text") return done(Reply::failure(Exit::Usage, "\"format\" is \"text\" or \"json\""));
   }
   std::string area, verb;
   std::optional<json::object> args;

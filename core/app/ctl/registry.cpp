@@ -106,8 +106,8 @@ void add_core_commands(control::Registry& registry, std::function<CoreContext()>
         }
         if (req.format == control::Format::Json) {
           boost::system::error_code ec;
-          boost::json::value v = boost::json::parse(reply.output, ec);
-          if (!ec) reply.result = std::move(v);
+          boost::json::value parsed = boost::json::parse(reply.output, ec);
+          if (!ec) reply.result = std::move(parsed);
         }
         done(std::move(reply));
       });

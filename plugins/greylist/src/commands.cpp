@@ -155,8 +155,8 @@ sdk::Status GreylistPlugin::add_commands(sdk::InitContext& ctx) {
   }
   // Each body may throw (SQLite busy beyond the timeout, disk errors): the
   // client then gets the reason instead of a silent "dropped" answer.
-  auto guarded = [this](auto body) {
-    return [this, body](sdk::CommandArgs args, sdk::CommandReply reply) {
+  auto guarded = [](auto body) {
+    return [body](sdk::CommandArgs args, sdk::CommandReply reply) {
       try {
         body(args, reply);
       } catch (const std::exception& e) {
