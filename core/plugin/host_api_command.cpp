@@ -3,6 +3,7 @@
 // chain's registrations into registry commands; command_complete answers.
 #include "core/plugin/commands.hpp"
 
+#include "core/control/registry.hpp"
 #include "core/log/log.hpp"
 #include "core/plugin/loader.hpp"
 
