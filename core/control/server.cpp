@@ -65,7 +65,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     timer_.expires_after(timeout_);
     timer_.async_wait(boost::asio::bind_executor(socket_.get_executor(), [self, answered, id](boost::system::error_code tec) {
       if (tec || answered->exchange(true)) return;
-      log::warn("control", "a command did not answer within {} s", self->timeout_.count() / 1000);
+      log::warn("control", "a command did not answer within {} ms", self->timeout_.count());
       self->send(reply_to_json(Reply::failure(Exit::Fail, "the command did not answer in time"), id), false);
     }));
     registry_.call(request, [self, answered, id](Reply reply) {

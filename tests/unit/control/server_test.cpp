@@ -114,8 +114,13 @@ TEST_F(ControlServerTest, SeveralRequestsOnOneConnectionAreAnsweredInOrderWithTh
 }
 
 TEST_F(ControlServerTest, MalformedJsonIsAnsweredAndTheConnectionStaysUsable) {
-  const std::string out = raw("{not json\n");
-  json::object o = reply_of(out);
+  const std::string out = raw("{not json\n{\"id\":3,\"argv\":[\"test\",\"echo\",\"still here\"]}\n", false, 2);
+  const size_t nl = out.find('\n');
+  ASSERT_NE(nl, std::string::npos);
+  json::object o = reply_of(out.substr(0, nl));
+  json::object next = reply_of(out.substr(nl + 1));
+  EXPECT_EQ(next.at("id"), 3);
+  EXPECT_EQ(next.at("output"), "still here\n");
   EXPECT_EQ(o.at("status"), "usage");
   EXPECT_EQ(o.at("exit"), 2);
   EXPECT_NE(std::string(o.at("error").as_string()).find("malformed request"), std::string::npos);
