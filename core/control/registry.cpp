@@ -325,7 +325,7 @@ void Registry::call(const json::value& request, Done done) const {
                                                        : fmt::format("{}: unknown verb '{}'", area, verb));
     r.diagnostics = fmt::format("posternctl: {}\nusage:\n", r.error);
     for (const Command& c : all()) {
-      if (c.spec.area == area) r.diagnostics += fmt::format("  posternctl --config FILE {}\n", c.spec.synopsis());
+      if (c.spec.area == area) r.diagnostics += fmt::format("  posternctl --config FILE {:<40} {}\n", c.spec.synopsis(), c.spec.summary);
     }
     return done(std::move(r));
   }

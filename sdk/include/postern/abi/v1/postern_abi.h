@@ -968,7 +968,8 @@ typedef struct postern_host_api_v1 {
    *   unload begins; the host waits for running callbacks before on_destroy.
    * THREADING: only inside on_init; `fn` runs on a worker-pool thread.
    * @return POSTERN_OK; POSTERN_ERR_INVALID for a bad name or spec, a core
-   *   area (domain, user, alias, list, router, queue, relay, plugins, help),
+   *   area (domain, user, alias, list, router, queue, relay, plugins, help;
+   *   commands, reload and log are reserved for core),
    *   or a command this plugin registered already; POSTERN_ERR_UNAVAILABLE
    *   outside on_init. When two plugins register the same command, the first
    *   in manifest order serves it (the other's is logged and ignored).
