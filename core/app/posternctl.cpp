@@ -1,18 +1,29 @@
-// posternctl — Postern's administration tool.
+// posternctl — Postern's administration tool, a client of the control plane
+// (docs/control-plane.md).
 //
 //   posternctl --config FILE <area> <verb> [args] [--json]
+//   posternctl --config FILE help [AREA]
 //
-// Areas (DESIGN.md §7): plugins, domain, user, alias, list, router, queue,
-// relay, greylist; `posternctl --config FILE <area>` prints the area's usage.
-// Most areas work on the data directory's files directly, so the daemon need
-// not run; each area's file under core/app/ctl/ says what it touches.
-// Exit codes (ctl.hpp): 0 ok, 1 failure, 2 usage, 3 not found, 4 exists.
+// With posternd running, every command goes to its control socket
+// (<server control-socket=>, default <data-dir>/posternd.sock): core's areas
+// (domain, user, alias, list, router, queue, relay, plugins) and each
+// plugin's (greylist, ...). Without the daemon, core's areas run here on the
+// data directory's files; a plugin's area then fails with one line saying
+// that posternd must run.
+// Passwords (--password-stdin, and `user passwd`) are read here from stdin
+// and sent over the owner-only socket, never on a command line.
+// Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 exists.
 
 #include "core/app/ctl/ctl.hpp"
 #include "core/config/manifest.hpp"
+#include "core/control/client.hpp"
+#include "core/control/registry.hpp"
 
-#include <algorithm>
+#include <boost/json.hpp>
+
 #include <cstdio>
+#include <filesystem>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -20,28 +31,47 @@ namespace {
 
 using namespace postern::core;
 
-struct Area {
-  const char* name;
-  int (*run)(ctl::Command&);
-  const char* summary;
-};
-
-constexpr Area kAreas[] = {
-    {"plugins", ctl::plugins, "plugins --order | list"},
-    {"domain", ctl::domain, "domain add|del|list"},
-    {"user", ctl::user, "user add|del|list|show|passwd|quota|enable|disable"},
-    {"alias", ctl::alias, "alias add|del|list"},
-    {"list", ctl::list, "list add|del|members"},
-    {"router", ctl::router, "router show|test ADDRESS"},
-    {"queue", ctl::queue, "queue list|show|flush|hold|release|delete|resend"},
-    {"relay", ctl::relay, "relay test"},
-    {"greylist", ctl::greylist, "greylist list|allow|flush"},
-};
-
 int usage(FILE* out) {
-  std::fprintf(out, "usage: posternctl --config FILE <area> <verb> [args] [--json]\nareas:\n");
-  for (const Area& a : kAreas) std::fprintf(out, "  %s\n", a.summary);
+  std::fprintf(out,
+               "usage: posternctl --config FILE <area> <verb> [args] [--json]\n"
+               "       posternctl --config FILE help [AREA]   (every command; with posternd running, plugins' too)\n"
+               "areas: plugins domain user alias list router queue relay, and those of loaded plugins (greylist)\n");
   return ctl::kUsage;
+}
+
+/**
+ * Reads the password from stdin where the command asks for it (user add
+ * --password-stdin, user passwd without --password) and puts it into the
+ * arguments. @return false after printing why not.
+ */
+bool take_password(std::vector<std::string>& args, int& code) {
+  if (args.size() < 2 || args[0] != "user" || (args[1] != "add" && args[1] != "passwd")) return true;
+  bool given = false;
+  size_t stdin_flag = args.size();
+  for (size_t i = 2; i < args.size(); ++i) {
+    if (args[i] == "--password" || args[i].starts_with("--password=")) given = true;
+    if (args[i] == "--password-stdin") stdin_flag = i;
+  }
+  if (given || (stdin_flag == args.size() && args[1] == "add")) return true;
+  std::string line;
+  if (!std::getline(std::cin, line)) {
+    code = ctl::fail(ctl::kUsage, "no password on stdin (--password-stdin reads one line)");
+    return false;
+  }
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (stdin_flag != args.size()) args.erase(args.begin() + static_cast<std::ptrdiff_t>(stdin_flag));
+  args.push_back("--password=" + line);
+  return true;
+}
+
+int print(const control::Reply& r) {
+  std::fwrite(r.output.data(), 1, r.output.size(), stdout);
+  if (!r.diagnostics.empty()) {
+    std::fputs(r.diagnostics.c_str(), stderr);
+  } else if (!r.error.empty()) {
+    std::fprintf(stderr, "posternctl: %s\n", r.error.c_str());
+  }
+  return static_cast<int>(r.exit);
 }
 
 }  // namespace
@@ -66,15 +96,8 @@ int main(int argc, char** argv) {
     }
   }
   if (config_file.empty() || args.empty()) return usage(stderr);
-
-  const Area* area = nullptr;
-  for (const Area& a : kAreas) {
-    if (args[0] == a.name) area = &a;
-  }
-  if (area == nullptr) {
-    std::fprintf(stderr, "posternctl: unknown area '%s'\n", args[0].c_str());
-    return usage(stderr);
-  }
+  // The plugins area's own spelling of its verb.
+  if (args[0] == "plugins" && args.size() >= 2 && args[1] == "--order") args[1] = "order";
 
   config::LoadResult lr = config::load_manifest(config_file);
   if (!lr.manifest || !lr.errors.empty()) {
@@ -82,6 +105,33 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "posternctl: %s is invalid\n", config_file.c_str());
     return ctl::kFail;
   }
-  ctl::Command cmd{*lr.manifest, args[0], std::vector<std::string>(args.begin() + 1, args.end()), json};
-  return area->run(cmd);
+  int code = ctl::kOk;
+  if (!take_password(args, code)) return code;
+  // posternd has its own working directory: a file named here is named absolutely there.
+  if (args[0] == "relay") {
+    for (size_t i = 1; i + 1 < args.size(); ++i) {
+      if (args[i] == "--message") args[i + 1] = std::filesystem::absolute(args[i + 1]).string();
+    }
+  }
+
+  boost::json::array words;
+  for (const auto& a : args) words.emplace_back(a);
+  const boost::json::object request{{"argv", std::move(words)}, {"format", json ? "json" : "text"}};
+
+  control::ClientResult daemon = control::call_daemon(lr.manifest->control_socket, request);
+  if (daemon.kind == control::ClientResult::Kind::Replied) return print(daemon.reply);
+  if (daemon.kind == control::ClientResult::Kind::Error) return ctl::fail(ctl::kFail, daemon.error);
+
+  // No daemon: core's areas work on the files here.
+  control::Registry local;
+  ctl::add_core_commands(
+      local, [m = lr.manifest] { return ctl::CoreContext{m, nullptr}; },
+      [](std::function<void()> fn) { fn(); });
+  if (args[0] != "help" && !local.core_area(args[0])) {
+    return ctl::fail(ctl::kFail, "'" + args[0] + "' is not a core area; if a plugin serves it, posternd must run (" +
+                                     daemon.error + ")");
+  }
+  control::Reply reply;
+  local.call(request, [&reply](control::Reply r) { reply = std::move(r); });
+  return print(reply);
 }

@@ -6,17 +6,24 @@
 // Start-up: read and validate the manifest (refuse to start on any error),
 // open logs, load plugins in manifest order (a refused plugin is logged with
 // its reason and skipped), bind the listeners, serve.
+// Control: every admin command (core's areas and each plugin's) is served
+// on the control socket (docs/control-plane.md), <data-dir>/posternd.sock by
+// default, mode 0600.
 // Signals: SIGTERM/SIGINT stop gracefully; SIGHUP reloads the manifest — a new
 // hook chain is built and new sessions use it while old sessions drain on the
 // old one; an invalid new manifest is reported and the old one stays.
 // Diagnostics: one line per event on stderr (foreground) and in <log file=>.
 
+#include "core/app/ctl/ctl.hpp"
 #include "core/app/runtime.hpp"
 #include "core/config/manifest.hpp"
+#include "core/control/registry.hpp"
+#include "core/control/server.hpp"
 #include "core/dns/resolver.hpp"
 #include "core/event/chain.hpp"
 #include "core/log/log.hpp"
 #include "core/plugin/chain_builder.hpp"
+#include "core/plugin/commands.hpp"
 #include "core/queue/spool.hpp"
 #include "core/service/listener.hpp"
 #include "core/smtp/server.hpp"
@@ -200,6 +207,8 @@ class Daemon {
     services_.server_name = m.server_name;
 
     install_chain(gen_.manifest);
+    std::atomic_store(&manifest_, gen_.manifest);
+    start_control(m);
 
     try {
       for (const config::Listener& l : m.listeners) {
@@ -239,6 +248,7 @@ class Daemon {
     // listeners (their streams end with on_close SHUTDOWN here if the drain
     // left any) and SMTP servers, then the chain (destroyed on the control
     // thread), then the pools.
+    if (control_server_) control_server_->stop();
     service_listeners_.clear();
     servers_.clear();
     std::atomic_store(&chain_, event::ChainPtr());
@@ -253,6 +263,28 @@ class Daemon {
 
  private:
   event::ChainPtr current_chain() const { return std::atomic_load(&chain_); }
+
+  /**
+   * The control plane: core's areas run on the worker pool against the
+   * manifest in force and this daemon's directory (a change is in force when
+   * the command answers); plugins' commands come from the current chain. A
+   * socket that cannot be bound is logged; the daemon runs on without it.
+   */
+  void start_control(const config::Manifest& m) {
+    ctl::add_core_commands(
+        registry_,
+        [this] { return ctl::CoreContext{std::atomic_load(&manifest_), rt_.directory}; },
+        [this](std::function<void()> fn) { boost::asio::post(*workers_, std::move(fn)); });
+    registry_.set_source([this] { return plugin::plugin_commands(current_chain(), *workers_); });
+    control_server_ = std::make_unique<control::ControlServer>(io_, registry_, m.control_socket);
+    try {
+      control_server_->start();
+      log::info("control", "socket={}", m.control_socket.string());
+    } catch (const std::exception& e) {
+      log::error("control", "{}; posternctl works only offline (core areas)", e.what());
+      control_server_.reset();
+    }
+  }
 
   /**
    * A listener of a service protocol (ABI 1.2, docs/services.md): opened only
@@ -305,6 +337,7 @@ class Daemon {
       log::info("main", "signal={} stopping", sig);
       for (auto& s : servers_) s->stop();
       for (auto& s : service_listeners_) s->stop();
+      if (control_server_) control_server_->stop();
       drain(std::chrono::steady_clock::now() + kDrainTime);
     });
   }
@@ -341,6 +374,7 @@ class Daemon {
     // Sessions already running keep their chain; it is unloaded with the last one.
     install_chain(c.gen->manifest);
     gen_.manifest = c.gen->manifest;
+    std::atomic_store(&manifest_, gen_.manifest);
     log::info("reload", "manifest {} reloaded; plugins={} (listener and engine settings need a restart)", file,
               current_chain()->plugins().size());
   }
@@ -361,6 +395,10 @@ class Daemon {
   std::unique_ptr<queue::Spool> spool_;
   std::vector<std::unique_ptr<smtp::SmtpServer>> servers_;
   std::vector<std::unique_ptr<service::ServiceListener>> service_listeners_;
+  // The manifest in force, read by control commands on worker threads (atomic_load/atomic_store).
+  std::shared_ptr<const config::Manifest> manifest_;
+  control::Registry registry_;
+  std::unique_ptr<control::ControlServer> control_server_;
 };
 
 }  // namespace

@@ -231,7 +231,7 @@ LoadResult load_manifest(const std::filesystem::path& file) {
   if (!server) {
     d.error(root, "missing <server name=... data-dir=...>");
   } else {
-    check_attributes(server, {"name", "data-dir", "io-threads", "worker-threads"}, d);
+    check_attributes(server, {"name", "data-dir", "io-threads", "worker-threads", "control-socket"}, d);
     m->server_name = server.attribute("name").as_string();
     if (m->server_name.empty()) d.error(server, "<server>: name is required (this host's FQDN)");
     const std::string data = server.attribute("data-dir").as_string();
@@ -239,6 +239,8 @@ LoadResult load_manifest(const std::filesystem::path& file) {
       d.error(server, "<server>: data-dir is required");
     } else {
       m->data_dir = resolve(base, data);
+      const std::string sock = server.attribute("control-socket").as_string();
+      m->control_socket = sock.empty() ? m->data_dir / "posternd.sock" : resolve(base, sock);
     }
     for (const char* attr : {"io-threads", "worker-threads"}) {
       if (pugi::xml_attribute a = server.attribute(attr)) {

@@ -96,6 +96,8 @@ struct Manifest {
 
   std::string server_name;
   std::filesystem::path data_dir;
+  /** posternd's control socket (docs/control-plane.md): <server control-socket=>, default <data-dir>/posternd.sock. */
+  std::filesystem::path control_socket;
   std::vector<std::filesystem::path> plugin_dirs;
   log::Level log_level = log::Level::Info;
   std::filesystem::path log_file;            // empty: no file

@@ -4,6 +4,7 @@
 // symbol, the table checks, and on_init. Every refusal is one line naming the
 // file and the reason; the caller logs it and goes on without the plugin.
 
+#include "core/control/command.hpp"
 #include "core/plugin/descriptor.hpp"
 #include "core/plugin/host_services.hpp"
 #include "core/scheduler/scheduler.hpp"
@@ -107,6 +108,13 @@ struct ServiceRegistration {
   void* user = nullptr;
 };
 
+/** An admin command a plugin registered (command_register, ABI 1.3; core/plugin/commands.hpp). */
+struct CommandRegistration {
+  control::CommandSpec spec;
+  postern_command_cb fn = nullptr;
+  void* user = nullptr;
+};
+
 struct LoadRequest {
   std::filesystem::path library;      // <dir>/<name>.so
   std::filesystem::path descriptor;   // <dir>/<name>.plugin.xml
@@ -168,6 +176,10 @@ class LoadedPlugin {
   const ServiceRegistration* service(std::string_view protocol) const;
   const std::map<std::string, ServiceRegistration, std::less<>>& services_registered() const { return registered_; }
 
+  /** Admin commands (ABI 1.3): added only during on_init (host_api_command.cpp), immutable after load. */
+  std::vector<CommandRegistration>& commands() { return commands_; }
+  const std::vector<CommandRegistration>& commands() const { return commands_; }
+
  private:
   LoadedPlugin() = default;
 
@@ -184,6 +196,7 @@ class LoadedPlugin {
   postern_host host_{};
   std::bitset<64> subscribed_;
   std::map<std::string, ServiceRegistration, std::less<>> registered_;
+  std::vector<CommandRegistration> commands_;
   std::shared_ptr<Outstanding> outstanding_ = std::make_shared<Outstanding>();
   bool initializing_ = false;
   bool quiesced_ = false;

@@ -1,7 +1,7 @@
 // posternctl domain/user/alias/list/router: the directory database
-// (<directory file=>, docs/directory.md). posternctl opens the SQLite file
-// itself, so it works whether or not posternd runs; posternd picks changes
-// up within its refresh interval (1 s). Passwords are read from stdin
+// (<directory file=>, docs/directory.md). With posternd running, these run
+// in the daemon on its own Directory, so a change is in force when the
+// command returns; without it, posternctl opens the SQLite file itself. Passwords are read from stdin
 // (--password-stdin, the default for `user passwd`) so that they never show
 // in ps; hashes are never printed.
 
@@ -57,7 +57,7 @@ constexpr const char* kRouterUsage =
     "       posternctl --config FILE router del N\n";
 
 int usage(const char* text) {
-  std::fputs(text, stderr);
+  eprint_str(text);
   return kUsage;
 }
 
@@ -143,8 +143,8 @@ int exit_for(const Status& s) {
 /** Reports a management result; `done` is the confirmation line. */
 int report(const Command& c, const Status& s, const std::string& done) {
   if (!s.ok()) return fail(exit_for(s), s.message);
-  if (c.json) std::printf("{\"ok\":true,\"message\":\"%s\"}\n", json_escape(done).c_str());
-  else std::printf("%s\n", done.c_str());
+  if (c.json) print("{\"ok\":true,\"message\":\"%s\"}\n", json_escape(done).c_str());
+  else print("%s\n", done.c_str());
   return kOk;
 }
 
@@ -171,18 +171,23 @@ bool in_domain(const std::string& address, const std::optional<std::string>& dom
   return d == want;
 }
 
-/** Opens the directory the manifest names; nullptr after printing why. */
-std::unique_ptr<Directory> open(const Command& c, int& code) {
+/**
+ * The directory: posternd's own when the area runs in the daemon (its
+ * snapshot is reloaded by every change, so a change is in force when the
+ * command returns), else the one the manifest names; nullptr after printing why.
+ */
+std::shared_ptr<Directory> open(const Command& c, int& code) {
+  if (c.directory) return c.directory;
   const DirectoryConfig cfg = parse_directory_config(c.manifest, nullptr);
   if (!cfg.enabled) {
     code = fail(kFail, "the manifest has no <directory> element; add <directory/> to use the directory");
     return nullptr;
   }
   try {
-    auto dir = std::make_unique<Directory>(cfg.options);
+    auto dir = std::make_shared<Directory>(cfg.options);
     // Same first-start state whichever program opens the database first.
     for (const std::string& line : dir->ensure_defaults(cfg.local_domains)) {
-      std::fprintf(stderr, "posternctl: note: %s\n", line.c_str());
+      eprint("posternctl: note: %s\n", line.c_str());
     }
     return dir;
   } catch (const std::exception& e) {
@@ -201,6 +206,11 @@ std::optional<std::string> read_password(const Args& a, bool required, int& code
     return p;
   }
   if (!a.has("--password-stdin") && !required) return std::string();
+  if (capturing()) {
+    // In posternd: stdin is not the operator's; posternctl sends --password over the owner-only socket.
+    code = fail(kUsage, "no password given (--password-stdin is read by posternctl, not by posternd)");
+    return std::nullopt;
+  }
   std::string line;
   if (!std::getline(std::cin, line)) {
     code = fail(kUsage, "no password on stdin (--password-stdin reads one line)");
@@ -290,7 +300,7 @@ int domain(Command& c) {
       }
     }
     if (c.json) out += "]\n";
-    std::fputs(out.c_str(), stdout);
+    print_str(out.c_str());
     return kOk;
   }
   return usage(kDomainUsage);
@@ -381,15 +391,15 @@ int user(Command& c) {
         if (info && r.address == info->address) rec = &r;
       if (!rec) return fail(kNotFound, fmt::format("account {} does not exist", a.pos[1]));
       if (c.json) {
-        std::printf("%s\n", account_json(*rec).c_str());
+        print("%s\n", account_json(*rec).c_str());
       } else {
-        std::printf("address:   %s\nname:      %s\nenabled:   %s\nservices:  %s\nquota:     %s\npassword:  %s\n",
+        print("address:   %s\nname:      %s\nenabled:   %s\nservices:  %s\nquota:     %s\npassword:  %s\n",
                     rec->address.c_str(), rec->real_name.c_str(), rec->enabled ? "yes" : "no",
                     services_text(rec->services).c_str(),
                     rec->quota_bytes ? std::to_string(rec->quota_bytes).c_str() : "unlimited",
                     rec->password_hash == kNoPassword ? "not set (logins refused)" : "set");
         if (!rec->forward.empty()) {
-          std::printf("forward:   %s%s\n", join(rec->forward, ", ").c_str(),
+          print("forward:   %s%s\n", join(rec->forward, ", ").c_str(),
                       rec->keep_copy ? " (keeps a copy)" : "");
         }
       }
@@ -408,7 +418,7 @@ int user(Command& c) {
       first = false;
     }
     if (c.json) out += "]\n";
-    std::fputs(out.c_str(), stdout);
+    print_str(out.c_str());
     return kOk;
   }
   return usage(kUserUsage);
@@ -453,7 +463,7 @@ int alias(Command& c) {
       first = false;
     }
     if (c.json) out += "]\n";
-    std::fputs(out.c_str(), stdout);
+    print_str(out.c_str());
     return kOk;
   }
   return usage(kAliasUsage);
@@ -513,9 +523,9 @@ int list(Command& c) {
     for (const ListRecord& l : data->lists) {
       if (l.address != want) continue;
       const auto& v = senders ? l.senders : l.members;
-      if (c.json) std::printf("%s\n", jarray(v).c_str());
+      if (c.json) print("%s\n", jarray(v).c_str());
       else
-        for (const auto& m : v) std::printf("%s\n", m.c_str());
+        for (const auto& m : v) print("%s\n", m.c_str());
       return kOk;
     }
     return fail(kNotFound, fmt::format("list {} does not exist", want));
@@ -542,7 +552,7 @@ int list(Command& c) {
     }
     if (one && first) return fail(kNotFound, fmt::format("list {} does not exist", *one));
     if (c.json && !one) out += "]\n";
-    std::fputs(out.c_str(), stdout);
+    print_str(out.c_str());
     return kOk;
   }
   return usage(kListUsage);
@@ -570,7 +580,7 @@ int router(Command& c) {
       }
     }
     if (c.json) out += "]\n";
-    std::fputs(out.c_str(), stdout);
+    print_str(out.c_str());
     return kOk;
   }
   if (verb == "test" && a.pos.size() == 2) {
@@ -588,15 +598,15 @@ int router(Command& c) {
                                jstr(res.targets[i].address));
       }
       targets += "]";
-      std::printf("{\"address\":%s,\"routed\":%s,\"steps\":%s,\"status\":%s,\"reason\":%s,\"targets\":%s}\n",
+      print("{\"address\":%s,\"routed\":%s,\"steps\":%s,\"status\":%s,\"reason\":%s,\"targets\":%s}\n",
                   jstr(a.pos[1]).c_str(), jstr(r.address).c_str(), jarray(r.steps).c_str(), jstr(status).c_str(),
                   jstr(res.reason).c_str(), targets.c_str());
     } else {
-      for (const std::string& s : r.steps) std::printf("%s\n", s.c_str());
-      std::printf("routed:  %s\nresult:  %s%s\n", r.address.c_str(), status,
+      for (const std::string& s : r.steps) print("%s\n", s.c_str());
+      print("routed:  %s\nresult:  %s%s\n", r.address.c_str(), status,
                   res.reason.empty() ? "" : (" (" + res.reason + ")").c_str());
       for (const Target& t : res.targets) {
-        std::printf("  %-6s  %s\n", t.kind == Target::Kind::Local ? "local" : "remote", t.address.c_str());
+        print("  %-6s  %s\n", t.kind == Target::Kind::Local ? "local" : "remote", t.address.c_str());
       }
     }
     return kOk;

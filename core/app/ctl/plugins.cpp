@@ -37,7 +37,7 @@ int plugins_list(const config::Manifest& m, bool json) {
     first = false;
   }
   if (json) out += "]\n";
-  std::fputs(out.c_str(), stdout);
+  print_str(out.c_str());
   return kOk;
 }
 
@@ -45,11 +45,11 @@ int plugins_list(const config::Manifest& m, bool json) {
 
 int plugins(Command& c) {
   if (!c.args.empty() && c.args[0] == "--order") {
-    std::fputs(plugin::describe_order(c.manifest).c_str(), stdout);
+    print_str(plugin::describe_order(c.manifest).c_str());
     return kOk;
   }
   if (!c.args.empty() && c.args[0] == "list") return plugins_list(c.manifest, c.json);
-  std::fprintf(stderr, "usage: posternctl --config FILE plugins --order | list [--json]\n");
+  eprint("usage: posternctl --config FILE plugins --order | list [--json]\n");
   return kUsage;
 }
 

@@ -171,7 +171,7 @@ void request(const fs::path& qdir, const std::string& name) {
 }
 
 int usage() {
-  std::fprintf(stderr,
+  eprint(
                "usage: posternctl queue list [--json]\n"
                "       posternctl queue show ID [--json]\n"
                "       posternctl queue flush [ID]\n"
@@ -180,9 +180,9 @@ int usage() {
 }
 
 int done(const Command& c, bool ok, const std::string& message, const std::string& extra_json = {}) {
-  if (c.json) std::printf("{\"ok\":%s,\"message\":%s%s}\n", ok ? "true" : "false", jstr(message).c_str(),
+  if (c.json) print("{\"ok\":%s,\"message\":%s%s}\n", ok ? "true" : "false", jstr(message).c_str(),
                           extra_json.c_str());
-  else std::printf("%s\n", message.c_str());
+  else print("%s\n", message.c_str());
   return ok ? kOk : kFail;
 }
 
@@ -200,25 +200,25 @@ int queue(Command& c) {
     if (c.json) {
       std::string j = "[";
       for (size_t i = 0; i < entries.size(); ++i) j += (i ? "," : "") + entry_json(entries[i], false);
-      std::printf("%s]\n", j.c_str());
+      print("%s]\n", j.c_str());
       return kOk;
     }
     if (entries.empty()) {
-      std::printf("Mail queue is empty\n");
+      print("Mail queue is empty\n");
       return kOk;
     }
-    std::printf("%-21s %9s %5s  %s\n", "-Queue ID-", "-Size-", "-Age-", "-Sender/Recipient-------");
+    print("%-21s %9s %5s  %s\n", "-Queue ID-", "-Size-", "-Age-", "-Sender/Recipient-------");
     uint64_t total = 0;
     for (const auto& e : entries) {
       total += e.size;
-      std::printf("%-20s%c %9zu %5s  %s\n", e.id.c_str(), e.where == "hold" ? '!' : ' ', e.size,
+      print("%-20s%c %9zu %5s  %s\n", e.id.c_str(), e.where == "hold" ? '!' : ' ', e.size,
                   age(e.env.received_at).c_str(), e.env.mail_from.empty() ? "MAILER-DAEMON" : e.env.mail_from.c_str());
       const std::string err = last_error(e);
-      if (!err.empty()) std::printf("%38s(%s)\n", "", err.c_str());
+      if (!err.empty()) print("%38s(%s)\n", "", err.c_str());
       for (const auto& r : recipients(e))
-        std::printf("%38s%s%s\n", "", r.address.c_str(), r.status == "pending" ? "" : (" [" + r.status + "]").c_str());
+        print("%38s%s%s\n", "", r.address.c_str(), r.status == "pending" ? "" : (" [" + r.status + "]").c_str());
     }
-    std::printf("-- %llu Kbytes in %zu Request%s. ('!' = held)\n",
+    print("-- %llu Kbytes in %zu Request%s. ('!' = held)\n",
                 static_cast<unsigned long long>((total + 1023) / 1024), entries.size(), entries.size() == 1 ? "" : "s");
     return kOk;
   }
@@ -237,34 +237,34 @@ int queue(Command& c) {
       std::string j = entry_json(*e, true);
       j.pop_back();
       j += ",\"headers\":" + jstr(headers) + "}";
-      std::printf("%s\n", j.c_str());
+      print("%s\n", j.c_str());
       return kOk;
     }
-    std::printf("queue-id:   %s (%s%s)\n", e->id.c_str(), e->where.c_str(), e->where == "hold" ? ", held" : "");
-    std::printf("size:       %zu\narrival:    %s (%s ago)\n", e->size, queue::rfc5322_date(e->env.received_at).c_str(),
+    print("queue-id:   %s (%s%s)\n", e->id.c_str(), e->where.c_str(), e->where == "hold" ? ", held" : "");
+    print("size:       %zu\narrival:    %s (%s ago)\n", e->size, queue::rfc5322_date(e->env.received_at).c_str(),
                 age(e->env.received_at).c_str());
-    std::printf("sender:     <%s>%s\n", e->env.mail_from.c_str(),
+    print("sender:     <%s>%s\n", e->env.mail_from.c_str(),
                 e->env.origin.empty() ? "" : (" (" + e->env.origin + ")").c_str());
-    std::printf("client:     %s helo=%s auth=%s\n", e->env.peer.c_str(), e->env.helo.c_str(),
+    print("client:     %s helo=%s auth=%s\n", e->env.peer.c_str(), e->env.helo.c_str(),
                 e->env.auth_user.empty() ? "-" : e->env.auth_user.c_str());
-    std::printf("dsn:        envid=%s ret=%s body=%s smtputf8=%s\n", e->env.envid.c_str(), e->env.ret.c_str(),
+    print("dsn:        envid=%s ret=%s body=%s smtputf8=%s\n", e->env.envid.c_str(), e->env.ret.c_str(),
                 std::string(queue::body_type_name(e->env.body)).c_str(), e->env.smtputf8 ? "yes" : "no");
     if (e->state)
-      std::printf("attempts:   %u, next try %s\n", e->state->attempts, queue::rfc5322_date(e->state->next_try).c_str());
+      print("attempts:   %u, next try %s\n", e->state->attempts, queue::rfc5322_date(e->state->next_try).c_str());
     else
-      std::printf("attempts:   0\n");
+      print("attempts:   0\n");
     for (uint32_t i = 0; i < e->env.recipients.size(); ++i) {
       const auto& r = e->env.recipients[i];
-      std::printf("recipient:  <%s> notify=%s orcpt=%s\n", r.address.c_str(), r.notify.c_str(), r.orcpt.c_str());
+      print("recipient:  <%s> notify=%s orcpt=%s\n", r.address.c_str(), r.notify.c_str(), r.orcpt.c_str());
       if (!e->state) continue;
       for (const auto& u : e->state->units) {
         if (u.rcpt != i) continue;
-        std::printf("            -> %s%s [%s] %s\n", u.target.empty() ? "(unresolved)" : u.target.c_str(),
+        print("            -> %s%s [%s] %s\n", u.target.empty() ? "(unresolved)" : u.target.c_str(),
                     u.local ? " (local)" : "", std::string(queue::unit_status_name(u.status)).c_str(),
                     u.code ? fmt::format("{} {} {} ({})", u.code, u.enhanced, u.text, u.remote).c_str() : "");
       }
     }
-    std::printf("\n%s", headers.c_str());
+    print("\n%s", headers.c_str());
     return kOk;
   }
 
@@ -325,7 +325,7 @@ int queue(Command& c) {
     request(qdir, "rescan");
     auto [ok, how] = signal_daemon(c.manifest);
     // The operation is done either way; the daemon picks it up at its next start if not running.
-    std::fprintf(stderr, "posternctl: queue %s %s (%s)\n", verb.c_str(), id.c_str(), how.c_str());
+    eprint("posternctl: queue %s %s (%s)\n", verb.c_str(), id.c_str(), how.c_str());
     return done(c, true, message, extra);
   }
   return usage();

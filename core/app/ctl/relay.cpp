@@ -26,7 +26,7 @@ namespace postern::core::ctl {
 namespace {
 
 int relay_usage() {
-  std::fprintf(stderr,
+  eprint(
                "usage: posternctl --config FILE relay test --from ADDR --to ADDR [--to ADDR ...]\n"
                "         [--host HOST[:PORT] | --host [HOST]:PORT] [--tls starttls|implicit|none]\n"
                "         [--require-tls] [--verify] [--message FILE] [--verbose] [--json]\n"
@@ -77,7 +77,7 @@ int relay(Command& c) {
     else if (a == "--verify") verify = true;
     else if (a == "--verbose") verbose = true;
     else {
-      std::fprintf(stderr, "posternctl: relay test: unexpected argument '%s'\n", a.c_str());
+      eprint("posternctl: relay test: unexpected argument '%s'\n", a.c_str());
       return relay_usage();
     }
   }
@@ -89,7 +89,7 @@ int relay(Command& c) {
   config::Diagnostics diag = c.manifest.lines ? *c.manifest.lines : config::Diagnostics(c.manifest.path.string(), "");
   delivery::DeliveryConfig cfg = delivery::parse_delivery_config(c.manifest.delivery, diag);
   if (!diag.ok()) {
-    for (const auto& e : diag.errors()) std::fprintf(stderr, "%s\n", e.str().c_str());
+    for (const auto& e : diag.errors()) eprint("%s\n", e.str().c_str());
     return fail(kFail, "relay test: the manifest's <delivery> section is invalid");
   }
 
@@ -125,7 +125,8 @@ int relay(Command& c) {
   if (require_tls) hop.require_tls = true;
   if (verify) hop.verify_peer = true;
 
-  log::configure(verbose ? log::Level::Debug : log::Level::Warn, {}, true);
+  // In posternd the daemon's log stays as it is; --verbose is posternctl's.
+  if (!capturing()) log::configure(verbose ? log::Level::Debug : log::Level::Warn, {}, true);
 
   std::mt19937_64 rng(std::random_device{}());
   const std::string helo = cfg.client.helo_name.empty() ? c.manifest.server_name : cfg.client.helo_name;
@@ -189,13 +190,13 @@ int relay(Command& c) {
           json_escape(r.address), r.code, json_escape(r.enhanced), json_escape(r.text), json_escape(r.remote),
           r.delivered() ? "delivered" : r.permanent() ? "bounced" : "deferred");
     }
-    std::printf("{\"delivered\":%s,\"hop\":\"%s\",\"tls\":\"%s\",\"recipients\":[%s]}\n", all ? "true" : "false",
+    print("{\"delivered\":%s,\"hop\":\"%s\",\"tls\":\"%s\",\"recipients\":[%s]}\n", all ? "true" : "false",
                 json_escape(hop_text).c_str(), json_escape(result->tls).c_str(), rcpts.c_str());
   } else {
-    std::printf("hop: %s\n", hop_text.c_str());
-    std::printf("tls: %s\n", result->tls.empty() ? "none" : result->tls.c_str());
+    print("hop: %s\n", hop_text.c_str());
+    print("tls: %s\n", result->tls.empty() ? "none" : result->tls.c_str());
     for (const auto& r : result->recipients) {
-      std::printf("%s: %s %d %s %s%s%s\n", r.address.c_str(),
+      print("%s: %s %d %s %s%s%s\n", r.address.c_str(),
                   r.delivered() ? "delivered" : r.permanent() ? "bounced" : "deferred", r.code, r.enhanced.c_str(),
                   r.text.c_str(), r.remote.empty() ? "" : " via ", r.remote.c_str());
     }

@@ -169,6 +169,7 @@ sdk::Status GreylistPlugin::init(sdk::InitContext& ctx) {
     }
   }
   if (auto s = ctx.on_rcpt_to([this](sdk::Event& ev) { return on_rcpt(ev); }); !s) return s;
+  if (auto s = add_commands(ctx); !s) return s;
   schedule_refresh();
   ctx.host().info("delay " + std::to_string(settings_.policy.delay_ms / 1000) + "s, window " +
                   std::to_string(settings_.policy.window_ms / 1000) + "s, database " + file.string() + ", " +

@@ -371,5 +371,61 @@ TEST(NetworkTest, MasksAndContains) {
   EXPECT_FALSE(Address::parse("10.0.0"));
 }
 
+// The greylist area of the control plane, called through the C ABI as
+// posternd calls it (posternctl greylist list | allow | flush).
+TEST_F(GreylistTest, AdminCommandsListAllowAndFlushTheLiveDatabase) {
+  auto p = load(R"(<plugin name="greylist" delay="5m"/>)");
+  EXPECT_EQ(host_.commands(), (std::vector<std::string>{"greylist allow", "greylist flush", "greylist list"}));
+  EXPECT_EQ(rcpt(p, "192.0.2.7", "alice@example.org", "bob@example.net").verdict(), Verdict::TempFail);
+
+  auto list = host_.command("greylist list");
+  ASSERT_TRUE(list.answered());
+  ASSERT_EQ(list.exit(), sdk::CommandExit::Ok) << list.text();
+  EXPECT_NE(list.json().find(R"({"triplets":[{"network":"192.0.2.0/24","sender":"alice@example.org",)"
+                             R"("recipient":"bob@example.net","first_seen":"2026-01-01T00:00:00Z",)"),
+            std::string::npos)
+      << list.json();
+  EXPECT_NE(list.json().find(R"("passed_at":null,"attempts":1}],"whitelist":[]})"), std::string::npos) << list.json();
+  EXPECT_NE(list.text().find("192.0.2.0/24             alice@example.org"), std::string::npos) << list.text();
+  EXPECT_NE(list.text().find("greylisted"), std::string::npos);
+
+  // A manual allow is in force when the command answers (the memory copy is reloaded).
+  auto allow = host_.command("greylist allow", {"198.51.100.77/24"});
+  EXPECT_EQ(allow.exit(), sdk::CommandExit::Ok);
+  EXPECT_EQ(allow.json(), R"({"allowed":"198.51.100.0/24"})");
+  EXPECT_EQ(allow.text(), "allowed 198.51.100.0/24\n");
+  EXPECT_EQ(rcpt(p, "198.51.100.9", "x@example.org", "y@example.net").verdict(), Verdict::Continue);
+  EXPECT_NE(host_.command("greylist list", {}).json().find(
+                R"({"network":"198.51.100.0/24","source":"manual","passes":0,"expires":null})"),
+            std::string::npos);
+
+  auto bad = host_.command("greylist allow", {"not-an-ip"});
+  EXPECT_EQ(bad.exit(), sdk::CommandExit::Usage);
+  EXPECT_EQ(bad.text(), "greylist allow: 'not-an-ip' is not an IP address or CIDR network");
+  EXPECT_EQ(host_.command("greylist allow").exit(), sdk::CommandExit::Usage);  // NETWORK missing
+  EXPECT_EQ(host_.command("greylist flush", {"--expired", "--all"}).exit(), sdk::CommandExit::Usage);
+
+  // --expired keeps what is fresh; a plain flush drops triplets but keeps manual entries.
+  EXPECT_EQ(host_.command("greylist flush", {"--expired"}).json(), R"({"triplets":0,"whitelist":0})");
+  auto flush = host_.command("greylist flush");
+  EXPECT_EQ(flush.json(), R"({"triplets":1,"whitelist":0})");
+  EXPECT_EQ(flush.text(), "deleted 1 triplet(s) and 0 whitelist entries\n");
+  EXPECT_EQ(rcpt(p, "198.51.100.9", "x@example.org", "z@example.net").verdict(), Verdict::Continue);
+  // The flushed triplet starts over.
+  EXPECT_EQ(rcpt(p, "192.0.2.7", "alice@example.org", "bob@example.net").verdict(), Verdict::TempFail);
+  EXPECT_EQ(host_.command("greylist flush", {"--all"}).text(), "deleted 1 triplet(s) and 1 whitelist entry\n");
+  EXPECT_EQ(rcpt(p, "198.51.100.9", "x@example.org", "w@example.net").verdict(), Verdict::TempFail);
+
+  // The window (24 h by default) elapsed: --expired removes the one triplet left, never passed.
+  host_.clock().advance(std::chrono::hours(23));
+  EXPECT_EQ(host_.command("greylist flush", {"--expired"}).json(), R"({"triplets":0,"whitelist":0})");
+  host_.clock().advance(std::chrono::hours(2));
+  EXPECT_EQ(host_.command("greylist flush", {"--expired"}).json(), R"({"triplets":1,"whitelist":0})");
+  EXPECT_NE(host_.command("greylist list").json().find(R"({"triplets":[],)"), std::string::npos);
+
+  p.unload();
+  EXPECT_TRUE(host_.commands().empty());  // removed with the plugin
+}
+
 }  // namespace
 }  // namespace postern::plugins::greylist

@@ -14,6 +14,7 @@ Steps:
 Environment (set by CTest): POSTERN_BINARY_DIR, POSTERN_SOURCE_DIR.
 """
 
+import json
 import os
 import re
 import shutil
@@ -163,6 +164,11 @@ class SdkInstallTest(unittest.TestCase):
         self.assertIsNotNone(stored, "no stored message with Message-ID {}\n{}".format(marker, d.log()[-4000:]))
         self.assertIn("X-Hello: from-test; peer=127.0.0.1", stored)
         self.assertIn("hello_filter", d.log())  # its init log line, tagged with its name
+        # Its admin command (ABI 1.3), served by posternd and called through posternctl.
+        ctl = subprocess.run([str(POSTERND.parent / "posternctl"), "--config", d.config_path, "hello", "stats",
+                              "--json"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(ctl.returncode, 0, ctl.stderr)
+        self.assertEqual(json.loads(ctl.stdout), {"greeted": 1})
 
     @staticmethod
     def _find_message(d, needle, timeout=15.0):

@@ -19,6 +19,7 @@
  * exception's text; a hook counts as failed (the manifest's on-failure applies).
  */
 
+#include <postern/sdk/command.hpp>
 #include <postern/sdk/event.hpp>
 #include <postern/sdk/host.hpp>
 #include <postern/sdk/service.hpp>
@@ -42,10 +43,11 @@ using HandlerTable = std::array<Handler, kStageCount>;
 class InitContext {
  public:
   using ServiceList = std::vector<std::unique_ptr<detail::ServiceEntry>>;
+  using CommandList = std::vector<std::unique_ptr<detail::CommandEntry>>;
 
   InitContext(postern_host_t* host, const postern_host_api_v1_t* api, HandlerTable& handlers,
-              ServiceList* services = nullptr)
-      : host_(host), api_(api), handlers_(handlers), services_(services) {}
+              ServiceList* services = nullptr, CommandList* commands = nullptr)
+      : host_(host), api_(api), handlers_(handlers), services_(services), commands_(commands) {}
 
   Host host() const { return Host(host_, api_); }
   /** The plugin's <plugin> element of the manifest. */
@@ -100,6 +102,29 @@ class InitContext {
     return Status::ok();
   }
 
+  /**
+   * Registers an admin command `<area> <verb>` (ABI 1.3): posternd serves it
+   * on its control socket (posternctl, the web admin). `handler` runs on a
+   * worker-pool thread with the validated arguments and answers through its
+   * CommandReply, now or later. Fails on a host older than ABI 1.3 or when
+   * the host refuses the spec (a core area, a bad name, a duplicate).
+   */
+  Status command(const CommandSpec& spec, CommandHandler handler) {
+    if (!POSTERN_SDK_API_HAS(api_, command_complete) || commands_ == nullptr) {
+      return Status::error("the host does not offer admin commands (ABI 1.3 needed)");
+    }
+    auto entry = std::make_unique<detail::CommandEntry>();
+    entry->api = api_;
+    entry->fn = std::move(handler);
+    std::vector<postern_command_arg_t> storage;
+    const postern_command_spec_t abi_spec = spec.to_abi(storage);
+    if (api_->command_register(host_, &abi_spec, &detail::CommandEntry::trampoline, entry.get()) != POSTERN_OK) {
+      return Status::error("the host refused command '" + spec.area() + " " + spec.verb() + "'");
+    }
+    commands_->push_back(std::move(entry));
+    return Status::ok();
+  }
+
   /** Whether a subscription was refused (init fails then, whatever it returns). */
   bool refused() const { return refused_; }
 
@@ -108,6 +133,7 @@ class InitContext {
   const postern_host_api_v1_t* api_;
   HandlerTable& handlers_;
   ServiceList* services_ = nullptr;
+  CommandList* commands_ = nullptr;
   bool refused_ = false;
 };
 
@@ -115,8 +141,10 @@ namespace detail {
 
 template <class P>
 struct Instance {
-  // Destroyed after `plugin`: the host closed every stream before on_destroy.
+  // Destroyed after `plugin`: the host closed every stream before on_destroy
+  // and waited for running command callbacks.
   InitContext::ServiceList services;
+  InitContext::CommandList commands;
   P plugin;
   HandlerTable handlers;
   postern_host_t* host = nullptr;
@@ -137,7 +165,7 @@ postern_status_t on_init(postern_host_t* host, const postern_host_api_v1_t* api,
     auto inst = std::make_unique<Instance<P>>();
     inst->host = host;
     inst->api = api;
-    InitContext ctx(host, api, inst->handlers, &inst->services);
+    InitContext ctx(host, api, inst->handlers, &inst->services, &inst->commands);
     Status s = inst->plugin.init(ctx);
     if (s && ctx.refused()) {
       s = Status::error("a hook subscription was refused: its stage is not declared in the descriptor");

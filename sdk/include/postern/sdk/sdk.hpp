@@ -1,5 +1,6 @@
 #pragma once
 /** @file sdk.hpp Everything a plugin needs: include this one header. */
+#include <postern/sdk/command.hpp>
 #include <postern/sdk/event.hpp>
 #include <postern/sdk/host.hpp>
 #include <postern/sdk/mailbox.hpp>

@@ -28,7 +28,7 @@ extern "C" {
 #endif
 
 #define POSTERN_ABI_VERSION_MAJOR 1
-#define POSTERN_ABI_VERSION_MINOR 2
+#define POSTERN_ABI_VERSION_MINOR 3
 
 /* The symbol every plugin exports (with default visibility; all else hidden). */
 #define POSTERN_PLUGIN_ENTRY_SYMBOL "postern_plugin_entry_v1"
@@ -473,6 +473,92 @@ typedef void (*postern_task_cb)(void* user_plugin_ptr);
 /** `fired` is 1 when the delay passed, 0 when cancelled or unloaded first. */
 typedef void (*postern_timer_cb)(void* user_plugin_ptr, uint32_t fired);
 
+/* --- added in ABI 1.3: admin commands (types) ------------------------------ */
+
+/**
+ * Exit classes of an admin command (command_complete). The values are
+ * posternctl's exit codes. Passed as uint32_t, never as an enum.
+ */
+#define POSTERN_COMMAND_OK 0u
+#define POSTERN_COMMAND_FAIL 1u      /* the operation failed; `text` says why */
+#define POSTERN_COMMAND_USAGE 2u     /* bad arguments */
+#define POSTERN_COMMAND_NOT_FOUND 3u /* no such item */
+#define POSTERN_COMMAND_EXISTS 4u    /* the item exists already */
+
+/** Argument types (postern_command_arg_t.type). */
+#define POSTERN_ARG_STRING 0u
+#define POSTERN_ARG_INTEGER 1u     /* int64 */
+#define POSTERN_ARG_BOOLEAN 2u     /* a flag on the command line */
+#define POSTERN_ARG_STRING_LIST 3u
+
+/** Argument flags (postern_command_arg_t.flags). */
+#define POSTERN_ARG_REQUIRED 0x1u
+/** Given on the command line without --name, in declaration order; a positional STRING_LIST takes the rest (last). */
+#define POSTERN_ARG_POSITIONAL 0x2u
+
+/**
+ * One running admin command's answer channel (ABI 1.3).
+ * OWNERSHIP: the plugin holds it from the command callback until it calls
+ *   command_complete, which consumes it (exactly once; the handle is invalid
+ *   afterwards, whatever command_complete returned).
+ * LIFETIME: independent of the client: when the client went away or the
+ *   host's command timeout passed, command_complete still consumes the handle
+ *   and returns POSTERN_ERR_UNAVAILABLE. A plugin completes every handle it
+ *   holds before its on_destroy returns (the SDK's CommandReply does it).
+ * THREADING: command_complete may be called from any thread.
+ */
+typedef struct postern_command_reply postern_command_reply_t;
+
+/**
+ * One declared argument. OWNERSHIP: the plugin's; the host copies it in
+ * command_register. THREADING: n/a.
+ */
+typedef struct postern_command_arg {
+  uint32_t struct_size;
+  uint32_t type;              /* POSTERN_ARG_* type */
+  uint32_t flags;             /* POSTERN_ARG_REQUIRED | POSTERN_ARG_POSITIONAL */
+  postern_str_t name;         /* 1-64 of [a-z0-9_-]; on the command line --name */
+  postern_str_t description;  /* one line, for help and the web admin */
+} postern_command_arg_t;
+
+/**
+ * A command `<area> <verb>` as a plugin registers it. OWNERSHIP: the
+ * plugin's; copied by command_register. THREADING: n/a.
+ */
+typedef struct postern_command_spec {
+  uint32_t struct_size;
+  postern_str_t area;         /* 1-64 of [a-z0-9_-], e.g. "greylist"; a core area is refused */
+  postern_str_t verb;         /* same rules, e.g. "allow" */
+  postern_str_t summary;      /* one line */
+  const postern_command_arg_t* args;
+  size_t arg_count;
+} postern_command_spec_t;
+
+/**
+ * One argument value of a call, validated by the host against the spec:
+ * the callback gets one value per declared argument, in declaration order.
+ * OWNERSHIP: host. LIFETIME: only during the command callback; copy what
+ *   you keep. THREADING: the callback's thread.
+ */
+typedef struct postern_command_value {
+  postern_str_t name;
+  uint32_t type;              /* POSTERN_ARG_* as declared */
+  uint32_t present;           /* 0: not given (an optional argument) */
+  int64_t integer;            /* INTEGER; BOOLEAN as 0/1 */
+  postern_str_t text;         /* STRING */
+  const postern_str_t* items; /* STRING_LIST */
+  size_t item_count;
+} postern_command_value_t;
+
+/**
+ * An admin command's implementation. Answers with command_complete on
+ * `reply`, now or later, from any thread.
+ * THREADING: called on a host worker-pool thread (it may block on SQLite or
+ *   files); calls for different requests may run at once.
+ */
+typedef void (*postern_command_cb)(void* user_plugin_ptr, const postern_command_value_t* args, size_t arg_count,
+                                   postern_command_reply_t* reply);
+
 /* ------------------------------------------------------------------------ */
 /* The host API (implemented by posternd, append-only)                       */
 /* ------------------------------------------------------------------------ */
@@ -867,6 +953,42 @@ typedef struct postern_host_api_v1 {
    */
   postern_status_t (*view_refresh)(postern_folder_view_t* view, postern_mresult_t** out);
   void (*view_release)(postern_folder_view_t* view);
+
+  /* --- added in ABI 1.3: admin commands ------------------------------------ */
+
+  /**
+   * Registers an admin command `<area> <verb>` (DESIGN.md §3a,
+   * docs/control-plane.md): posternd serves it on its control socket,
+   * posternctl and the web admin call it. The host validates every call's
+   * arguments against the spec (names, types, required ones) before `fn`
+   * runs. Commands are removed when the plugin unloads (a reload registers
+   * them again from the new instance's on_init).
+   * OWNERSHIP: the spec is copied; `user` stays the plugin's.
+   * LIFETIME: `fn` may be called from on_init's return until the plugin's
+   *   unload begins; the host waits for running callbacks before on_destroy.
+   * THREADING: only inside on_init; `fn` runs on a worker-pool thread.
+   * @return POSTERN_OK; POSTERN_ERR_INVALID for a bad name or spec, a core
+   *   area (domain, user, alias, list, router, queue, relay, plugins, help;
+   *   commands, reload and log are reserved for core),
+   *   or a command this plugin registered already; POSTERN_ERR_UNAVAILABLE
+   *   outside on_init. When two plugins register the same command, the first
+   *   in manifest order serves it (the other's is logged and ignored).
+   */
+  postern_status_t (*command_register)(postern_host_t* host, const postern_command_spec_t* spec,
+                                       postern_command_cb fn, void* user_plugin_ptr);
+  /**
+   * Answers a command and consumes `reply`. `exit_class` is a
+   * POSTERN_COMMAND_* value. For POSTERN_COMMAND_OK, `result_json` is the
+   * result (one JSON value; empty = null) and `text` what a text client
+   * prints (empty = the JSON); otherwise `text` is the one-line error and
+   * `result_json` is ignored. Strings are copied.
+   * THREADING: any thread.
+   * @return POSTERN_OK; POSTERN_ERR_INVALID when result_json is not valid
+   *   JSON or exit_class is unknown (the client then gets a failure naming
+   *   the plugin); POSTERN_ERR_UNAVAILABLE when nobody waits any more.
+   */
+  postern_status_t (*command_complete)(postern_command_reply_t* reply, uint32_t exit_class, postern_str_t result_json,
+                                       postern_str_t text);
 } postern_host_api_v1_t;
 
 /* ------------------------------------------------------------------------ */

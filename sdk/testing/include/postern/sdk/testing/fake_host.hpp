@@ -70,6 +70,13 @@
  * set_mailbox_opener (fake_mail.hpp).
  * Session tags start as FakeEvent::tags() and end in FakeResult::tags().
  *
+ * Admin commands (ABI 1.3): command_register records the command
+ * (commands()); command("greylist allow", {"192.0.2.0/24"}) parses the words
+ * as posternctl does (positional arguments, --name VALUE, --flag), validates
+ * them against the spec as posternd does, calls the plugin's callback on the
+ * test's thread and returns a FakeCommandResult, answered() once the plugin
+ * completed the reply (possibly later: run_pending_work()).
+ *
  * Unloading (Loaded::unload(), ~Loaded, ~FakeHost) runs the plugin's queued
  * work, answers its outstanding DNS queries with POSTERN_DNS_CANCELLED, drops
  * its unfired timers (their callbacks run once with fired = 0), then calls on_destroy.
@@ -440,6 +447,28 @@ struct ServiceReg {
   void* user = nullptr;
 };
 
+/** One admin command registered with command_register (ABI 1.3). */
+struct CommandArgSpec {
+  std::string name;
+  uint32_t type = POSTERN_ARG_STRING;
+  uint32_t flags = 0;
+};
+struct CommandReg {
+  Slot* slot = nullptr;
+  std::string summary;
+  std::vector<CommandArgSpec> args;
+  postern_command_cb fn = nullptr;
+  void* user = nullptr;
+};
+/** What a plugin answered to one command call. */
+struct CommandOutcome {
+  std::mutex mu;
+  bool answered = false;
+  uint32_t exit = POSTERN_COMMAND_FAIL;
+  std::string json;
+  std::string text;
+};
+
 /** What answers dir_* and mbox_* (fake_mail.hpp); empty members answer UNAVAILABLE. */
 struct MailHooks {
   std::function<Expected<Account>(std::string_view login, std::string_view password, uint32_t service)> authenticate;
@@ -493,6 +522,7 @@ struct Core {
   std::weak_ptr<Core> self;
   // ABI 1.2
   std::map<std::string, ServiceReg> services;  // key: protocol, lower case
+  std::map<std::string, CommandReg> commands;  // key: "area verb" (ABI 1.3)
   std::vector<StreamState*> streams;           // open streams (not yet on_close)
   uint64_t stream_seq = 0;
   MailHooks mail;
@@ -869,6 +899,7 @@ inline void unload_slot(Core& core, Slot& slot) {
   {
     std::lock_guard lock(core.mu);
     std::erase_if(core.services, [&](const auto& e) { return e.second.slot == &slot; });
+    std::erase_if(core.commands, [&](const auto& e) { return e.second.slot == &slot; });
     for (StreamState* s : core.streams) {
       if (s->slot != &slot) continue;
       s->refs.fetch_add(1);
@@ -1272,6 +1303,56 @@ struct Api {
     return complete_run(*rec->core, *rec->run, true, [&](RunState& r) { copy_result(r, *result); })
                ? POSTERN_OK
                : POSTERN_ERR_UNAVAILABLE;
+  }
+
+  // --- admin commands (ABI 1.3)
+  static postern_status_t command_register(postern_host_t* h, const postern_command_spec_t* spec,
+                                           postern_command_cb fn, void* user) {
+    Slot* s = slot_of(h);
+    if (s == nullptr) return POSTERN_ERR_INVALID;
+    if (!s->initialising) return POSTERN_ERR_UNAVAILABLE;
+    if (spec == nullptr || spec->struct_size < sizeof(postern_command_spec_t) || fn == nullptr ||
+        (spec->args == nullptr && spec->arg_count != 0))
+      return POSTERN_ERR_INVALID;
+    auto valid_name = [](std::string_view n) {
+      return !n.empty() && n.size() <= 64 && std::all_of(n.begin(), n.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+      });
+    };
+    const std::string area(sv(spec->area)), verb(sv(spec->verb));
+    static constexpr std::string_view kCore[] = {"domain", "user",    "alias",   "list",     "router", "queue",
+                                                 "relay",  "plugins", "help",    "commands", "reload", "log"};
+    if (!valid_name(area) || !valid_name(verb) || std::find(std::begin(kCore), std::end(kCore), area) != std::end(kCore))
+      return POSTERN_ERR_INVALID;
+    CommandReg reg{s, std::string(sv(spec->summary)), {}, fn, user};
+    for (size_t i = 0; i < spec->arg_count; ++i) {
+      const postern_command_arg_t& a = spec->args[i];
+      if (a.struct_size < sizeof(postern_command_arg_t) || a.type > POSTERN_ARG_STRING_LIST || !valid_name(sv(a.name)))
+        return POSTERN_ERR_INVALID;
+      if ((a.flags & POSTERN_ARG_POSITIONAL) != 0 && a.type == POSTERN_ARG_BOOLEAN) return POSTERN_ERR_INVALID;
+      reg.args.push_back({std::string(sv(a.name)), a.type, a.flags});
+    }
+    std::lock_guard lock(s->core->mu);
+    auto [it, fresh] = s->core->commands.emplace(area + " " + verb, std::move(reg));
+    if (!fresh) return it->second.slot == s ? POSTERN_ERR_INVALID : POSTERN_OK;  // first plugin keeps it
+    return POSTERN_OK;
+  }
+  static postern_status_t command_complete(postern_command_reply_t* reply, uint32_t exit_class,
+                                           postern_str_t result_json, postern_str_t text) {
+    if (reply == nullptr) return POSTERN_ERR_INVALID;
+    std::unique_ptr<std::shared_ptr<CommandOutcome>> owned(reinterpret_cast<std::shared_ptr<CommandOutcome>*>(reply));
+    CommandOutcome& o = **owned;
+    std::lock_guard lock(o.mu);
+    if (o.answered) return POSTERN_ERR_UNAVAILABLE;
+    o.answered = true;
+    o.exit = exit_class;
+    o.json = std::string(sv(result_json));
+    o.text = std::string(sv(text));
+    if (exit_class > POSTERN_COMMAND_EXISTS) {
+      o.exit = POSTERN_COMMAND_FAIL;
+      return POSTERN_ERR_INVALID;
+    }
+    return POSTERN_OK;
   }
 
   // --- services and streams (ABI 1.2)
@@ -1805,6 +1886,8 @@ struct Api {
         &mbox_open_folder,
         &view_refresh,
         &view_release,
+        &command_register,
+        &command_complete,
     };
     return &t;
   }
@@ -2167,6 +2250,36 @@ class FakeStream {
 };
 
 /** See the file comment. Not copyable; one per test is the usual use. */
+/**
+ * What a plugin answered to FakeHost::command(): exit(), json() and text()
+ * once answered() (a plugin that completes later: after run_pending_work()).
+ */
+class FakeCommandResult {
+ public:
+  bool answered() const {
+    std::lock_guard lock(outcome_->mu);
+    return outcome_->answered;
+  }
+  CommandExit exit() const {
+    std::lock_guard lock(outcome_->mu);
+    return static_cast<CommandExit>(outcome_->exit);
+  }
+  /** The JSON result (exit Ok), else empty. */
+  std::string json() const {
+    std::lock_guard lock(outcome_->mu);
+    return outcome_->json;
+  }
+  /** The text rendering (exit Ok) or the error message. */
+  std::string text() const {
+    std::lock_guard lock(outcome_->mu);
+    return outcome_->text;
+  }
+
+ private:
+  friend class FakeHost;
+  std::shared_ptr<detail::CommandOutcome> outcome_ = std::make_shared<detail::CommandOutcome>();
+};
+
 class FakeHost {
  public:
   FakeHost() : core_(std::make_shared<detail::Core>()), clock_(*core_), dns_(*core_) {
@@ -2468,6 +2581,115 @@ class FakeHost {
       n += k;
       if (k == 0) return n;
     }
+  }
+
+  // --- admin commands (ABI 1.3) ---------------------------------------------
+
+  /** The registered commands, "area verb", in name order. */
+  std::vector<std::string> commands() const {
+    std::lock_guard lock(core_->mu);
+    std::vector<std::string> out;
+    for (const auto& [name, reg] : core_->commands) out.push_back(name);
+    return out;
+  }
+
+  /**
+   * Calls the command `name` ("greylist allow") with command-line `words`,
+   * parsed and validated as posternd does. An unknown command or bad
+   * arguments answer Usage without calling the plugin.
+   */
+  FakeCommandResult command(std::string_view name, const std::vector<std::string>& words = {}) {
+    FakeCommandResult result;
+    auto usage = [&](std::string why) {
+      result.outcome_->answered = true;
+      result.outcome_->exit = POSTERN_COMMAND_USAGE;
+      result.outcome_->text = std::move(why);
+      return result;
+    };
+    detail::CommandReg reg;
+    {
+      std::lock_guard lock(core_->mu);
+      auto it = core_->commands.find(std::string(name));
+      if (it == core_->commands.end()) return usage("unknown command '" + std::string(name) + "'");
+      reg = it->second;
+    }
+    struct Value {
+      bool present = false;
+      int64_t integer = 0;
+      std::string text;
+      std::vector<std::string> items;
+    };
+    std::vector<Value> values(reg.args.size());
+    auto option = [](const std::string& n) {
+      std::string o = "--";
+      for (char c : n) o += c == '_' ? '-' : c;
+      return o;
+    };
+    auto set = [&](size_t i, const std::string& v) -> bool {
+      Value& val = values[i];
+      switch (reg.args[i].type) {
+        case POSTERN_ARG_INTEGER: {
+          if (v.empty() || v.find_first_not_of("-0123456789") != std::string::npos) return false;
+          val.integer = std::stoll(v);
+          break;
+        }
+        case POSTERN_ARG_BOOLEAN: val.integer = 1; break;
+        case POSTERN_ARG_STRING_LIST: val.items.push_back(v); break;
+        default: val.text = v;
+      }
+      val.present = true;
+      return true;
+    };
+    size_t positional = 0;
+    for (size_t w = 0; w < words.size(); ++w) {
+      const std::string& word = words[w];
+      if (word.size() > 2 && word.starts_with("--")) {
+        const size_t eq = word.find('=');
+        const std::string key = word.substr(0, eq);
+        size_t i = 0;
+        while (i < reg.args.size() && ((reg.args[i].flags & POSTERN_ARG_POSITIONAL) != 0 || option(reg.args[i].name) != key)) ++i;
+        if (i == reg.args.size()) return usage("unknown option " + key);
+        if (reg.args[i].type == POSTERN_ARG_BOOLEAN) {
+          if (eq != std::string::npos) return usage(key + " takes no value");
+          set(i, "");
+          continue;
+        }
+        std::string v;
+        if (eq != std::string::npos) v = word.substr(eq + 1);
+        else if (w + 1 < words.size()) v = words[++w];
+        else return usage(key + " needs a value");
+        if (!set(i, v)) return usage(key + " " + v + ": expected a number");
+        continue;
+      }
+      size_t i = 0, seen = 0;
+      for (; i < reg.args.size(); ++i) {
+        if ((reg.args[i].flags & POSTERN_ARG_POSITIONAL) == 0) continue;
+        if (seen++ == positional) break;
+      }
+      if (i == reg.args.size()) return usage("unexpected argument '" + word + "'");
+      if (!set(i, word)) return usage(word + ": expected a number");
+      if (reg.args[i].type != POSTERN_ARG_STRING_LIST) ++positional;
+    }
+    for (size_t i = 0; i < reg.args.size(); ++i) {
+      if ((reg.args[i].flags & POSTERN_ARG_REQUIRED) != 0 && !values[i].present) return usage("missing " + reg.args[i].name);
+    }
+    std::vector<std::vector<postern_str_t>> lists(values.size());
+    std::vector<postern_command_value_t> abi_values;
+    for (size_t i = 0; i < values.size(); ++i) {
+      postern_command_value_t v{};
+      v.name = detail::str(reg.args[i].name);
+      v.type = reg.args[i].type;
+      v.present = values[i].present ? 1 : 0;
+      v.integer = values[i].integer;
+      v.text = detail::str(values[i].text);
+      for (const std::string& item : values[i].items) lists[i].push_back(detail::str(item));
+      v.items = lists[i].data();
+      v.item_count = lists[i].size();
+      abi_values.push_back(v);
+    }
+    auto* handle = new std::shared_ptr<detail::CommandOutcome>(result.outcome_);
+    reg.fn(reg.user, abi_values.data(), abi_values.size(), reinterpret_cast<postern_command_reply_t*>(handle));
+    return result;
   }
 
   // --- services, streams, directory and mailbox store (ABI 1.2) -------------
