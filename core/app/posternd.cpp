@@ -17,6 +17,7 @@
 #include "core/event/chain.hpp"
 #include "core/log/log.hpp"
 #include "core/plugin/chain_builder.hpp"
+#include "core/mailstore/mailstore.hpp"
 #include "core/plugin/mailbox_events.hpp"
 #include "core/queue/spool.hpp"
 #include "core/service/listener.hpp"

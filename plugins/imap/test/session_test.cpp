@@ -374,7 +374,7 @@ TEST_F(ImapSessionTest, IdleWakesOnAMailboxEventWithoutWaitingForThePoll) {
   host_.raise_mailbox_event(stored_event("alice@example.test", "INBOX"));
   c.pump();
   EXPECT_EQ(c.take_output(), "");
-  EXPECT_EQ(send(c, "n NOOP\r\n"), "* 3 EXISTS\r\n* 1 RECENT\r\nn OK NOOP completed\r\n");
+  EXPECT_EQ(send(c, "n NOOP\r\n"), "* 3 EXISTS\r\n* 3 RECENT\r\nn OK NOOP completed\r\n");
 }
 
 TEST(ImapIdleWithoutEventsTest, PollsEveryTwoSecondsOnAHostWithoutMailboxEvents) {

@@ -64,7 +64,7 @@ TEST(FakeHostAbi13Test, PendingEditsFromAnotherThreadApplyWithTheCompletion) {
   Pending pending = p->plugin<Holder>().pending;
   p->plugin<Holder>().pending = Pending();
   ASSERT_TRUE(pending.can_edit());
-  std::thread worker([pending] {
+  std::thread worker([pending, r] {
     EXPECT_TRUE(pending.add_header("X-Scanned", "clean"));
     EXPECT_TRUE(pending.change_header("Subject", 0, "[scanned] hi"));
     EXPECT_TRUE(pending.remove_header("X-Spam"));
