@@ -24,6 +24,8 @@
 #include "core/log/log.hpp"
 #include "core/plugin/chain_builder.hpp"
 #include "core/plugin/commands.hpp"
+#include "core/mailstore/mailstore.hpp"
+#include "core/plugin/mailbox_events.hpp"
 #include "core/queue/spool.hpp"
 #include "core/service/listener.hpp"
 #include "core/smtp/server.hpp"
@@ -203,6 +205,12 @@ class Daemon {
     services_.scheduler = rt_.scheduler.get();
     services_.directory = rt_.directory;
     services_.store = rt_.store;
+    if (rt_.store) {
+      // Mailbox events (ABI 1.3): the store announces each committed change;
+      // the bus hands it to subscribed plugins on the worker pool.
+      services_.mailbox_events = std::make_shared<plugin::MailboxEventBus>(*workers_);
+      rt_.store->set_event_sink(services_.mailbox_events->sink());
+    }
     services_.tls = tls_;
     services_.server_name = m.server_name;
 

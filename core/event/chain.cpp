@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <iterator>
 
 namespace postern::core::event {
 namespace {
@@ -60,9 +61,20 @@ Outcome failure_outcome(const HookSlot& slot, Stage stage, std::string_view why,
   return o;
 }
 
+// Edits a pending hook made through its handle (ABI 1.3), in call order, now
+// that its completion is on the session's strand; a failed hook's are dropped.
+void apply_pending_edits(HookAnswer& a, EventData& ev) {
+  if (ev.transaction == nullptr || (a.flags & POSTERN_RESULT_ERROR) != 0) return;
+  Transaction& t = *ev.transaction;
+  std::move(a.header_edits.begin(), a.header_edits.end(), std::back_inserter(t.header_edits));
+  std::move(a.recipients_added.begin(), a.recipients_added.end(), std::back_inserter(t.recipients_added));
+  std::move(a.recipients_removed.begin(), a.recipients_removed.end(), std::back_inserter(t.recipients_removed));
+}
+
 // Turns a hook's answer into the stage's outcome; `decided` false means next hook.
 Outcome apply_answer(const HookSlot& slot, Stage stage, HookAnswer& a, EventData& ev, bool& decided) {
   for (Symbol& s : a.symbols) plugin::add_symbol(ev, std::move(s));
+  apply_pending_edits(a, ev);
   decided = false;
   if ((a.flags & POSTERN_RESULT_ERROR) != 0) {
     ++bus_stats().hook_failures;

@@ -2,6 +2,7 @@
 // Internals shared by mailstore.cpp (MailStore) and account_store.cpp
 // (AccountStore, FolderView): the per-account state and its connection pool.
 
+#include "core/mailstore/events.hpp"
 #include "core/mailstore/mailstore.hpp"
 #include "core/mailstore/sqlite_db.hpp"
 
@@ -16,6 +17,8 @@ struct StoreSettings {
   std::chrono::milliseconds busy_timeout{10000};
   std::chrono::seconds stale_tmp_age{36 * 3600};
   std::function<std::chrono::system_clock::time_point()> clock;
+  /** Where committed changes are announced (MailStore::set_event_sink). */
+  std::shared_ptr<EventRelay> events = std::make_shared<EventRelay>();
   int64_t now() const { return std::chrono::duration_cast<std::chrono::seconds>(clock().time_since_epoch()).count(); }
 };
 
@@ -63,10 +66,16 @@ struct AccountStore::Impl {
   /** expunge()/expunge_deleted(): `uids` null = every message (with only_deleted). */
   Result<std::vector<uint32_t>> remove_messages(std::string_view folder, const std::vector<uint32_t>* uids,
                                                 bool only_deleted);
-  /** Saves one message (deliver and APPEND). */
+  /** Announces a committed change; call with no lock held (write_mu, a transaction). */
+  void publish(MailboxEvent event) const;
+  /** Saves one message (deliver and APPEND) and announces it (`actor` when no ActingAs is set). */
   Result<AppendOutcome> save(std::string_view folder, std::string_view message, uint32_t flags,
                              const std::vector<std::string>& keywords, std::optional<int64_t> internal_date,
-                             uint64_t quota_bytes);
+                             uint64_t quota_bytes, std::string_view actor);
+  /** save() without the announcement; `folder_out` gets the folder's normalised name. */
+  Result<AppendOutcome> save_locked(std::string_view folder, std::string_view message, uint32_t flags,
+                             const std::vector<std::string>& keywords, std::optional<int64_t> internal_date,
+                             uint64_t quota_bytes, std::string* folder_out);
 };
 
 }  // namespace postern::core::mailstore

@@ -606,11 +606,38 @@ void AccountStore::Impl::prune_tombstones(int64_t cutoff) {
   txn.commit();
 }
 
+void AccountStore::Impl::publish(MailboxEvent event) const {
+  if (!settings->events->active()) return;
+  event.account = account;
+  settings->events->publish(std::move(event));
+}
+
 Result<AppendOutcome> AccountStore::Impl::save(std::string_view folder_name, std::string_view message, uint32_t flags,
                                                const std::vector<std::string>& keywords,
-                                               std::optional<int64_t> internal_date, uint64_t quota_bytes) {
+                                               std::optional<int64_t> internal_date, uint64_t quota_bytes,
+                                               std::string_view actor) {
+  std::string folder;
+  auto saved = save_locked(folder_name, message, flags, keywords, internal_date, quota_bytes, &folder);
+  if (saved) {
+    MailboxEvent ev;
+    ev.kind = MailboxEvent::Kind::Stored;
+    ev.folder = std::move(folder);
+    ev.actor = current_actor(actor);
+    ev.uidvalidity = saved->uidvalidity;
+    ev.uids = {saved->uid};
+    ev.size = message.size();
+    publish(std::move(ev));
+  }
+  return saved;
+}
+
+Result<AppendOutcome> AccountStore::Impl::save_locked(std::string_view folder_name, std::string_view message,
+                                                      uint32_t flags, const std::vector<std::string>& keywords,
+                                                      std::optional<int64_t> internal_date, uint64_t quota_bytes,
+                                                      std::string* folder_out) {
   auto name = normalize_folder_name(folder_name);
   if (!name) return not_found(folder_name);
+  *folder_out = *name;
   if (auto bad = check_keywords(keywords)) return *bad;
   auto kw = unique_keywords(keywords);
   const uint64_t size = message.size();
@@ -1064,7 +1091,10 @@ Result<StoreFlagsOutcome> AccountStore::store_flags(std::string_view folder_in, 
   if (auto bad = check_keywords(keywords)) return *bad;
   const auto kw = unique_keywords(keywords);
   flags &= kAllFlags;
-  return guarded(impl_->account, "store flags", [&]() -> Result<StoreFlagsOutcome> {
+  MailboxEvent ev;
+  ev.kind = MailboxEvent::Kind::Flags;
+  ev.folder = *name;
+  auto result = guarded(impl_->account, "store flags", [&]() -> Result<StoreFlagsOutcome> {
     std::lock_guard wl(impl_->write_mu);
     auto db = impl_->conn();
     Txn txn(*db, true);
@@ -1119,6 +1149,7 @@ Result<StoreFlagsOutcome> AccountStore::store_flags(std::string_view folder_in, 
             .bind(5, static_cast<int64_t>(uid))
             .run();
         any = true;
+        ev.uids.push_back(uid);
       }
       out.messages.push_back(std::move(m));
     }
@@ -1127,9 +1158,16 @@ Result<StoreFlagsOutcome> AccountStore::store_flags(std::string_view folder_in, 
       write_folder_counters(*db, *f);
     }
     out.highest_modseq = f->highest_modseq;
+    ev.uidvalidity = f->uidvalidity;
     txn.commit();
     return out;
   });
+  // Announced after the commit, with the write lock released.
+  if (result && !ev.uids.empty()) {
+    ev.actor = current_actor();
+    impl_->publish(std::move(ev));
+  }
+  return result;
 }
 
 namespace {
@@ -1179,7 +1217,8 @@ Result<std::vector<uint32_t>> AccountStore::Impl::remove_messages(std::string_vi
                                                                   bool only_deleted) {
   auto name = normalize_folder_name(folder_in);
   if (!name) return not_found(folder_in);
-  return guarded(account, "expunge", [&]() -> Result<std::vector<uint32_t>> {
+  uint32_t uidvalidity = 0;
+  auto result = guarded(account, "expunge", [&]() -> Result<std::vector<uint32_t>> {
     std::lock_guard wl(write_mu);
     auto db = conn();
     std::vector<std::string> unlink_later;
@@ -1213,6 +1252,7 @@ Result<std::vector<uint32_t>> AccountStore::Impl::remove_messages(std::string_vi
         }
       }
       if (rows.empty()) return removed;
+      uidvalidity = f->uidvalidity;
       ++f->highest_modseq;
       uint64_t bytes = remove_rows(*db, f->id, rows, f->highest_modseq, settings->now(), unlink_later);
       write_folder_counters(*db, *f);
@@ -1225,12 +1265,23 @@ Result<std::vector<uint32_t>> AccountStore::Impl::remove_messages(std::string_vi
     finish_unlinks(*this, *db, unlink_later);
     return removed;
   });
+  // Announced after the commit and the unlinks, with the write lock released.
+  if (result && !result->empty()) {
+    MailboxEvent ev;
+    ev.kind = MailboxEvent::Kind::Expunged;
+    ev.folder = *name;
+    ev.actor = current_actor();
+    ev.uidvalidity = uidvalidity;
+    ev.uids = *result;
+    publish(std::move(ev));
+  }
+  return result;
 }
 
 Result<AppendOutcome> AccountStore::append(std::string_view folder, std::string_view message, uint32_t flags,
                                            const std::vector<std::string>& keywords,
                                            std::optional<int64_t> internal_date, uint64_t quota_bytes) {
-  return impl_->save(folder, message, flags, keywords, internal_date, quota_bytes);
+  return impl_->save(folder, message, flags, keywords, internal_date, quota_bytes, "unknown");
 }
 
 namespace {
@@ -1247,7 +1298,7 @@ struct Linked {
 // the rows (and, for MOVE, removes the sources), then the renames.
 static Result<CopyOutcome> copy_or_move(AccountStore::Impl& impl, std::string_view from_in,
                                         const std::vector<uint32_t>& uids, std::string_view to_in,
-                                        uint64_t quota_bytes, bool is_move) {
+                                        uint64_t quota_bytes, bool is_move, MailboxEvent& ev) {
   auto from = normalize_folder_name(from_in);
   if (!from) return not_found(from_in);
   auto to = normalize_folder_name(to_in);
@@ -1370,7 +1421,14 @@ static Result<CopyOutcome> copy_or_move(AccountStore::Impl& impl, std::string_vi
             .bind(9, static_cast<int64_t>(dstate.highest_modseq))
             .run();
         out.uids.emplace_back(l.src.uid, uid);
+        ev.uids.push_back(l.src.uid);
+        ev.target_uids.push_back(uid);
+        ev.size += l.src.size;
       }
+      ev.folder = s->name;
+      ev.target_folder = d->name;
+      ev.uidvalidity = s->uidvalidity;
+      ev.target_uidvalidity = d->uidvalidity;
       if (is_move) {
         if (sstate != &dstate) ++sstate->highest_modseq;
         std::vector<FileRow> gone;
@@ -1399,13 +1457,29 @@ static Result<CopyOutcome> copy_or_move(AccountStore::Impl& impl, std::string_vi
 
 Result<CopyOutcome> AccountStore::copy(std::string_view from, const std::vector<uint32_t>& uids, std::string_view to,
                                        uint64_t quota_bytes) {
-  return guarded(impl_->account, "copy",
-                 [&]() -> Result<CopyOutcome> { return copy_or_move(*impl_, from, uids, to, quota_bytes, false); });
+  MailboxEvent ev;
+  ev.kind = MailboxEvent::Kind::Copied;
+  auto result = guarded(impl_->account, "copy", [&]() -> Result<CopyOutcome> {
+    return copy_or_move(*impl_, from, uids, to, quota_bytes, false, ev);
+  });
+  // Announced after the commit and the renames, with the write lock released.
+  if (result && !result->uids.empty()) {
+    ev.actor = current_actor();
+    impl_->publish(std::move(ev));
+  }
+  return result;
 }
 
 Result<CopyOutcome> AccountStore::move(std::string_view from, const std::vector<uint32_t>& uids, std::string_view to) {
-  return guarded(impl_->account, "move",
-                 [&]() -> Result<CopyOutcome> { return copy_or_move(*impl_, from, uids, to, 0, true); });
+  MailboxEvent ev;
+  ev.kind = MailboxEvent::Kind::Moved;
+  auto result = guarded(impl_->account, "move",
+                        [&]() -> Result<CopyOutcome> { return copy_or_move(*impl_, from, uids, to, 0, true, ev); });
+  if (result && !result->uids.empty()) {
+    ev.actor = current_actor();
+    impl_->publish(std::move(ev));
+  }
+  return result;
 }
 
 Result<size_t> AccountStore::expire(std::string_view folder_in, int64_t cutoff) {

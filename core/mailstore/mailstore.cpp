@@ -364,12 +364,12 @@ DeliverResult MailStore::deliver(std::string_view account, std::string_view mess
   }
   std::string note;
   std::string target(folder.empty() ? std::string_view("INBOX") : folder);
-  auto saved = (*store)->impl_->save(target, message, 0, {}, std::nullopt, quota_bytes);
+  auto saved = (*store)->impl_->save(target, message, 0, {}, std::nullopt, quota_bytes, "delivery");
   if (!saved && saved.error().code == StoreError::Code::NotFound && target != "INBOX") {
     // Dovecot LDA's default: a missing target folder means the inbox.
     note = fmt::format(" (folder \"{}\" does not exist; delivered to INBOX)", target);
     target = "INBOX";
-    saved = (*store)->impl_->save(target, message, 0, {}, std::nullopt, quota_bytes);
+    saved = (*store)->impl_->save(target, message, 0, {}, std::nullopt, quota_bytes, "delivery");
   }
   if (saved) {
     r.status = DeliverResult::Status::Ok;
@@ -393,7 +393,10 @@ DeliverResult MailStore::deliver(std::string_view account, std::string_view mess
   return r;
 }
 
+void MailStore::set_event_sink(EventSink sink) { impl_->settings->events->set_sink(std::move(sink)); }
+
 MailStore::RetentionReport MailStore::run_retention(const RetentionPolicy& policy) {
+  ActingAs acting("system");
   RetentionReport report;
   const int64_t now = impl_->settings->now();
   for (const auto& account : accounts()) {

@@ -17,6 +17,8 @@
 // Every call that touches the disk blocks (file and SQLite I/O): call it on a
 // worker pool, never on an I/O thread.
 
+#include "core/mailstore/events.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -383,6 +385,13 @@ class MailStore {
   std::vector<std::string> accounts() const;
   /** Where the account's store lives (whether or not it exists). */
   std::filesystem::path account_dir(std::string_view account) const;
+
+  /**
+   * Sets where the store announces committed changes (MailboxEvent): called
+   * on the changing thread after the commit, with no store lock held. Empty
+   * turns announcements off (the default).
+   */
+  void set_event_sink(EventSink sink);
 
   /** Retention: how long messages stay in the Trash and Junk folders. */
   struct RetentionPolicy {

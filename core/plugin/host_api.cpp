@@ -4,6 +4,7 @@
 #include "core/plugin/host_internal.hpp"
 #include "core/plugin/host_api_v12.hpp"
 #include "core/plugin/commands.hpp"
+#include "core/plugin/host_api_v13.hpp"
 
 #include "core/dns/resolver.hpp"
 #include "core/event/chain.hpp"
@@ -398,37 +399,51 @@ double event_score(postern_event_t* ev) {
   return total;
 }
 
+// Edits take effect when the message is stored, so only stages before that may make them.
+bool header_edit_stage(Stage stage) {
+  return stage == Stage::Headers || stage == Stage::DataEnd || stage == Stage::DataStart || stage == Stage::RcptTo ||
+         stage == Stage::MailFrom;
+}
+// Recipients are final at the end of data: only then may a hook change them.
+bool rcpt_edit_stage(Stage stage) { return stage == Stage::DataEnd; }
+
 event::Transaction* editable_transaction(postern_event_t* ev) {
   if (ev == nullptr || ev->data == nullptr || ev->data->transaction == nullptr) return nullptr;
-  // Edits take effect when the message is stored, so only stages before that may make them.
-  if (ev->stage != Stage::Headers && ev->stage != Stage::DataEnd && ev->stage != Stage::DataStart &&
-      ev->stage != Stage::RcptTo && ev->stage != Stage::MailFrom)
-    return nullptr;
-  return ev->data->transaction;
+  return header_edit_stage(ev->stage) ? ev->data->transaction : nullptr;
+}
+
+// One header edit, checked as both the synchronous and the pending path need
+// it (RFC 5322 §2.2 name, no header injection in the value).
+postern_status_t make_header_edit(event::HeaderEdit::Kind kind, postern_str_t name, postern_str_t value, int32_t index,
+                                  int32_t prepend, event::HeaderEdit& out) {
+  using Kind = event::HeaderEdit::Kind;
+  if (!valid_header_name(sv(name))) return POSTERN_ERR_INVALID;
+  if (kind != Kind::Remove && !valid_header_value(sv(value))) return POSTERN_ERR_INVALID;
+  if (kind == Kind::Change && index < 0) return POSTERN_ERR_INVALID;
+  out = {kind, std::string(sv(name)), kind == Kind::Remove ? std::string{} : std::string(sv(value)),
+         kind == Kind::Add ? 0 : index, kind == Kind::Add && prepend != 0};
+  return POSTERN_OK;
+}
+
+postern_status_t event_header_edit(postern_event_t* ev, event::HeaderEdit::Kind kind, postern_str_t name,
+                                   postern_str_t value, int32_t index, int32_t prepend) {
+  event::Transaction* t = editable_transaction(ev);
+  if (t == nullptr) return POSTERN_ERR_UNAVAILABLE;
+  event::HeaderEdit edit;
+  if (const postern_status_t st = make_header_edit(kind, name, value, index, prepend, edit); st != POSTERN_OK)
+    return st;
+  t->header_edits.push_back(std::move(edit));
+  return POSTERN_OK;
 }
 
 postern_status_t event_header_add(postern_event_t* ev, postern_str_t name, postern_str_t value, int32_t prepend) {
-  event::Transaction* t = editable_transaction(ev);
-  if (t == nullptr) return POSTERN_ERR_UNAVAILABLE;
-  if (!valid_header_name(sv(name)) || !valid_header_value(sv(value))) return POSTERN_ERR_INVALID;
-  t->header_edits.push_back(
-      {event::HeaderEdit::Kind::Add, std::string(sv(name)), std::string(sv(value)), 0, prepend != 0});
-  return POSTERN_OK;
+  return event_header_edit(ev, event::HeaderEdit::Kind::Add, name, value, 0, prepend);
 }
 postern_status_t event_header_change(postern_event_t* ev, postern_str_t name, int32_t index, postern_str_t value) {
-  event::Transaction* t = editable_transaction(ev);
-  if (t == nullptr) return POSTERN_ERR_UNAVAILABLE;
-  if (!valid_header_name(sv(name)) || !valid_header_value(sv(value)) || index < 0) return POSTERN_ERR_INVALID;
-  t->header_edits.push_back(
-      {event::HeaderEdit::Kind::Change, std::string(sv(name)), std::string(sv(value)), index, false});
-  return POSTERN_OK;
+  return event_header_edit(ev, event::HeaderEdit::Kind::Change, name, value, index, 0);
 }
 postern_status_t event_header_remove(postern_event_t* ev, postern_str_t name, int32_t index) {
-  event::Transaction* t = editable_transaction(ev);
-  if (t == nullptr) return POSTERN_ERR_UNAVAILABLE;
-  if (!valid_header_name(sv(name))) return POSTERN_ERR_INVALID;
-  t->header_edits.push_back({event::HeaderEdit::Kind::Remove, std::string(sv(name)), {}, index, false});
-  return POSTERN_OK;
+  return event_header_edit(ev, event::HeaderEdit::Kind::Remove, name, {}, index, 0);
 }
 
 bool plausible_address(std::string_view a) {
@@ -437,19 +452,21 @@ bool plausible_address(std::string_view a) {
          std::none_of(a.begin(), a.end(), [](char c) { return c <= 32 || c == 127 || c == '<' || c == '>'; });
 }
 
+bool has_recipient(const std::vector<std::string>& rcpts, std::string_view address) {
+  return std::any_of(rcpts.begin(), rcpts.end(), [&](const std::string& r) { return iequals(r, address); });
+}
+
 postern_status_t event_rcpt_add(postern_event_t* ev, postern_str_t address) {
   if (ev == nullptr || ev->data == nullptr || ev->data->transaction == nullptr) return POSTERN_ERR_UNAVAILABLE;
-  if (ev->stage != Stage::DataEnd) return POSTERN_ERR_UNAVAILABLE;
+  if (!rcpt_edit_stage(ev->stage)) return POSTERN_ERR_UNAVAILABLE;
   if (!plausible_address(sv(address))) return POSTERN_ERR_INVALID;
   ev->data->transaction->recipients_added.emplace_back(sv(address));
   return POSTERN_OK;
 }
 postern_status_t event_rcpt_remove(postern_event_t* ev, postern_str_t address) {
   if (ev == nullptr || ev->data == nullptr || ev->data->transaction == nullptr) return POSTERN_ERR_UNAVAILABLE;
-  if (ev->stage != Stage::DataEnd) return POSTERN_ERR_UNAVAILABLE;
-  const auto& rcpts = ev->data->transaction->recipients;
-  if (std::none_of(rcpts.begin(), rcpts.end(), [&](const std::string& r) { return iequals(r, sv(address)); }))
-    return POSTERN_ERR_NOT_FOUND;
+  if (!rcpt_edit_stage(ev->stage)) return POSTERN_ERR_UNAVAILABLE;
+  if (!has_recipient(ev->data->transaction->recipients, sv(address))) return POSTERN_ERR_NOT_FOUND;
   ev->data->transaction->recipients_removed.emplace_back(sv(address));
   return POSTERN_OK;
 }
@@ -460,6 +477,11 @@ postern_pending_t* event_defer(postern_event_t* ev) {
   auto* handle = new postern_pending();
   handle->core = std::make_shared<PendingCore>();
   handle->core->plugin = ev->plugin != nullptr ? ev->plugin->name() : std::string{};
+  handle->core->stage = ev->stage;
+  if (ev->data != nullptr && ev->data->transaction != nullptr) {
+    handle->core->has_transaction = true;
+    if (rcpt_edit_stage(ev->stage)) handle->core->recipients = ev->data->transaction->recipients;
+  }
   ev->pending = handle->core;
   return handle;
 }
@@ -526,6 +548,54 @@ postern_status_t pending_add_symbol(postern_pending_t* p, postern_str_t name, do
   p->core->symbols.push_back({std::string(sv(name)), weight, std::string(sv(detail)), p->core->plugin});
   return POSTERN_OK;
 }
+// --- pending edits (ABI 1.3) ---------------------------------------------------------
+// Recorded under the pending's mutex with the same checks as the synchronous
+// edits; PendingCore::complete moves them into the answer, which the chain
+// runner applies on the session's strand (chain.cpp).
+
+postern_status_t pending_header_edit(postern_pending_t* p, event::HeaderEdit::Kind kind, postern_str_t name,
+                                     postern_str_t value, int32_t index, int32_t prepend) {
+  if (p == nullptr) return POSTERN_ERR_INVALID;
+  PendingCore& core = *p->core;
+  std::lock_guard lock(core.mutex);
+  if (core.state != PendingCore::State::Open || !core.has_transaction || !header_edit_stage(core.stage))
+    return POSTERN_ERR_UNAVAILABLE;
+  event::HeaderEdit edit;
+  if (const postern_status_t st = make_header_edit(kind, name, value, index, prepend, edit); st != POSTERN_OK)
+    return st;
+  core.header_edits.push_back(std::move(edit));
+  return POSTERN_OK;
+}
+postern_status_t pending_header_add(postern_pending_t* p, postern_str_t name, postern_str_t value, int32_t prepend) {
+  return pending_header_edit(p, event::HeaderEdit::Kind::Add, name, value, 0, prepend);
+}
+postern_status_t pending_header_change(postern_pending_t* p, postern_str_t name, int32_t index, postern_str_t value) {
+  return pending_header_edit(p, event::HeaderEdit::Kind::Change, name, value, index, 0);
+}
+postern_status_t pending_header_remove(postern_pending_t* p, postern_str_t name, int32_t index) {
+  return pending_header_edit(p, event::HeaderEdit::Kind::Remove, name, {}, index, 0);
+}
+postern_status_t pending_rcpt_add(postern_pending_t* p, postern_str_t address) {
+  if (p == nullptr) return POSTERN_ERR_INVALID;
+  PendingCore& core = *p->core;
+  std::lock_guard lock(core.mutex);
+  if (core.state != PendingCore::State::Open || !core.has_transaction || !rcpt_edit_stage(core.stage))
+    return POSTERN_ERR_UNAVAILABLE;
+  if (!plausible_address(sv(address))) return POSTERN_ERR_INVALID;
+  core.recipients_added.emplace_back(sv(address));
+  return POSTERN_OK;
+}
+postern_status_t pending_rcpt_remove(postern_pending_t* p, postern_str_t address) {
+  if (p == nullptr) return POSTERN_ERR_INVALID;
+  PendingCore& core = *p->core;
+  std::lock_guard lock(core.mutex);
+  if (core.state != PendingCore::State::Open || !core.has_transaction || !rcpt_edit_stage(core.stage))
+    return POSTERN_ERR_UNAVAILABLE;
+  if (!has_recipient(core.recipients, sv(address))) return POSTERN_ERR_NOT_FOUND;
+  core.recipients_removed.emplace_back(sv(address));
+  return POSTERN_OK;
+}
+
 postern_status_t pending_complete(postern_pending_t* p, const postern_hook_result_t* result) {
   if (p == nullptr || result == nullptr) return POSTERN_ERR_INVALID;
   if (result->verdict == POSTERN_VERDICT_PENDING) return POSTERN_ERR_INVALID;
@@ -673,6 +743,14 @@ const postern_host_api_v1_t kHostApi = {
     // ABI 1.3: admin commands
     &abi13::command_register,
     &abi13::command_complete,
+    // ABI 1.3: pending edits and mailbox events
+    &pending_header_add,
+    &pending_header_change,
+    &pending_header_remove,
+    &pending_rcpt_add,
+    &pending_rcpt_remove,
+    &abi13::mbox_events_subscribe,
+    &abi13::mbox_events_unsubscribe,
 };
 
 // Line numbers: pugixml gives offsets; the manifest's Diagnostics maps them.
@@ -739,6 +817,9 @@ bool PendingCore::complete(HookAnswer answer, bool counts_as_late_if_refused) {
   }
   state = State::Completed;
   answer.symbols = std::move(symbols);
+  answer.header_edits = std::move(header_edits);
+  answer.recipients_added = std::move(recipients_added);
+  answer.recipients_removed = std::move(recipients_removed);
   if (!waiting) {
     early = std::move(answer);
     return true;

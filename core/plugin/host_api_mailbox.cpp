@@ -54,6 +54,7 @@ struct postern_mailbox {
   std::shared_ptr<dir::Directory> directory;   // for the quota; may be null (no quota)
   std::shared_ptr<ms::AccountStore> account;
   std::string address;                         // canonical
+  std::string actor;                           // the opening plugin's name: who acts in mailbox events
 };
 
 /** The opaque postern_folder_view_t: one session's view; keeps the account open. */
@@ -404,6 +405,7 @@ postern_status_t mbox_open(postern_host_t* host, postern_str_t account, postern_
     mb->directory = s->directory;
     mb->account = std::move(*opened);
     mb->address = std::move(address);
+    mb->actor = host->plugin->name();
     *out = mb.release();
     return POSTERN_OK;
   });
@@ -547,6 +549,7 @@ postern_status_t mbox_store_flags(postern_mailbox_t* mb, postern_str_t folder, c
     if (out == nullptr) return invalid("invalid out argument");
     *out = nullptr;
     POSTERN_CHECK_MB(mb);
+    const ms::ActingAs acting(mb->actor);  // names the plugin in the mailbox events this call raises
     if (bad_str(folder)) return invalid("invalid folder name argument");
     if (uid_count != 0 && uids == nullptr) return invalid("invalid UID list");
     if (!keywords_ok(keywords, keyword_count)) return invalid("invalid keyword list");
@@ -578,6 +581,7 @@ postern_status_t mbox_expunge(postern_mailbox_t* mb, postern_str_t folder, const
     if (out == nullptr) return invalid("invalid out argument");
     *out = nullptr;
     POSTERN_CHECK_MB(mb);
+    const ms::ActingAs acting(mb->actor);  // names the plugin in the mailbox events this call raises
     if (bad_str(folder)) return invalid("invalid folder name argument");
     ms::Result<std::vector<uint32_t>> r = std::vector<uint32_t>{};
     const uint32_t mode_value = raw_enum(mode);
@@ -608,6 +612,7 @@ postern_status_t mbox_append(postern_mailbox_t* mb, postern_str_t folder, poster
     if (out == nullptr) return invalid("invalid out argument");
     *out = nullptr;
     POSTERN_CHECK_MB(mb);
+    const ms::ActingAs acting(mb->actor);  // names the plugin in the mailbox events this call raises
     if (bad_str(folder)) return invalid("invalid folder name argument");
     if (message.ptr == nullptr && message.len != 0) return invalid("invalid message argument");
     if (!keywords_ok(keywords, keyword_count)) return invalid("invalid keyword list");
@@ -632,6 +637,7 @@ postern_status_t copy_or_move(const char* what, bool move, postern_mailbox_t* mb
     if (out == nullptr) return invalid("invalid out argument");
     *out = nullptr;
     POSTERN_CHECK_MB(mb);
+    const ms::ActingAs acting(mb->actor);  // names the plugin in the mailbox events this call raises
     if (bad_str(from) || bad_str(to)) return invalid("invalid folder name argument");
     if (uid_count != 0 && uids == nullptr) return invalid("invalid UID list");
     std::vector<uint32_t> list(uids, uids + uid_count);

@@ -26,6 +26,10 @@ struct HookAnswer {
   std::string enhanced;
   std::string text;
   std::vector<event::Symbol> symbols;  // added through the pending handle
+  // Edits made through the pending handle (ABI 1.3), applied with the answer.
+  std::vector<event::HeaderEdit> header_edits;
+  std::vector<std::string> recipients_added;
+  std::vector<std::string> recipients_removed;
 
   static HookAnswer copy(const postern_hook_result_t& r) {
     HookAnswer a;
@@ -80,6 +84,14 @@ struct PendingCore {
   State state = State::Open;
   std::string plugin;
   std::vector<event::Symbol> symbols;
+  // ABI 1.3 pending edits: what the stage allows is fixed at event_defer;
+  // `recipients` is the transaction's list then (for rcpt_remove's NOT_FOUND).
+  event::Stage stage = event::Stage::Connect;
+  bool has_transaction = false;
+  std::vector<std::string> recipients;
+  std::vector<event::HeaderEdit> header_edits;
+  std::vector<std::string> recipients_added;
+  std::vector<std::string> recipients_removed;
   std::optional<HookAnswer> early;     // completed before the runner attached
   // While `waiting`, the runner's io_context is alive and a completion may be
   // posted to it. A plugin thread never holds a strong reference to the

@@ -30,6 +30,8 @@ class TlsContext;
 
 namespace postern::core::plugin {
 
+class MailboxEventBus;
+
 struct HostServices {
   boost::asio::io_context* io = nullptr;          // timers and DNS callbacks run here
   boost::asio::thread_pool* workers = nullptr;    // post_work
@@ -40,6 +42,8 @@ struct HostServices {
   std::shared_ptr<directory::Directory> directory;  // dir_authenticate, dir_account, quotas
   std::shared_ptr<mailstore::MailStore> store;      // mbox_*, view_*
   std::shared_ptr<tls::TlsContext> tls;           // STARTTLS and implicit TLS on service listeners
+  // ABI 1.3: mailbox events (mbox_events_subscribe); null: subscribing answers 0.
+  std::shared_ptr<MailboxEventBus> mailbox_events;
   std::string server_name;                        // POSTERN_STREAM_SERVER_NAME
   std::function<int64_t()> now_ms = [] {
     return std::chrono::duration_cast<std::chrono::milliseconds>(

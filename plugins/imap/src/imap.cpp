@@ -51,8 +51,19 @@ sdk::Status ImapPlugin::init(sdk::InitContext& ctx) {
     return sdk::Status::error("imap: autologout must be at least 30m (RFC 3501 5.4)");
   }
   if (cfg->idle_poll < std::chrono::milliseconds(100)) return sdk::Status::error("imap: idle-poll below 100ms");
-  config_ = cfg;
   sdk::Host host = ctx.host();
+  // IDLE wakes on the store's mailbox events (ABI 1.3); the poll stays as a
+  // slow safety net, or as the only source on a host without events.
+  auto waiters = std::make_shared<imap::IdleWaiters>();
+  if (host.on_mailbox_events(POSTERN_MBOX_MASK_ALL, [waiters](const sdk::MailboxEvent& ev) { waiters->notify(ev); }) !=
+      0) {
+    cfg->idle_waiters = waiters;
+    if (!c.attr("idle-poll")) cfg->idle_poll = std::chrono::seconds(30);
+  } else {
+    host.info("imap: no mailbox events from the host; IDLE polls every " +
+              std::to_string(cfg->idle_poll.count()) + " ms");
+  }
+  config_ = cfg;
   std::shared_ptr<const imap::SessionConfig> shared = cfg;
   return ctx.serve("imap", [host, shared](sdk::Stream stream) -> std::unique_ptr<sdk::Connection> {
     auto session = std::make_shared<imap::Session>(host, std::move(stream), shared);

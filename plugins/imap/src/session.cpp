@@ -175,8 +175,7 @@ void Session::on_drain() {
 
 void Session::on_close() {
   closed_ = true;
-  if (idle_timer_ != 0) host_.cancel(idle_timer_);
-  idle_timer_ = 0;
+  stop_idle_wait();
   pending_step_ = nullptr;
 }
 
@@ -224,6 +223,14 @@ void Session::pump() {
 void Session::finish_command() {
   busy_ = false;
   if (closed_) return;
+  if (idle_wake_pending_) {
+    idle_wake_pending_ = false;
+    if (line_wait_ == LineWait::Idle && state_ == State::Selected) {
+      // A mailbox event came while the last refresh ran: it may have read before the change.
+      run([this] { return Step{refresh_updates(), nullptr}; });
+      return;
+    }
+  }
   stream_.pause(false);
   pump();
 }
@@ -407,8 +414,7 @@ void Session::handle_line(std::string line) {
     return;
   }
   if (wait == LineWait::Idle) {
-    if (idle_timer_ != 0) host_.cancel(idle_timer_);
-    idle_timer_ = 0;
+    stop_idle_wait();
     if (iequals(line, "DONE")) {
       reply(tagged(tag, "OK", "IDLE terminated"));
     } else {
@@ -1280,12 +1286,59 @@ void Session::cmd_idle(const Command& c) {
     reply("+ idling\r\n");
     return;
   }
-  // Report what changed before the client started waiting, then poll.
+  // Listen for mailbox events first, then report what changed before the
+  // client started waiting: a change between the two is reported either way.
+  if (config_->idle_waiters) config_->idle_waiters->add(shared_from_this(), account_, selected_);
   run([this] {
     std::string out = "+ idling\r\n" + refresh_updates();
     return Step{std::move(out), nullptr};
   });
   start_idle_timer();
+}
+
+void Session::stop_idle_wait() {
+  if (idle_timer_ != 0) host_.cancel(idle_timer_);
+  idle_timer_ = 0;
+  idle_wake_pending_ = false;
+  if (config_->idle_waiters) config_->idle_waiters->remove(this);
+}
+
+void Session::wake_idle() {
+  auto self = shared_from_this();
+  stream_.post([self] { self->idle_wake(); });
+}
+
+void Session::idle_wake() {
+  if (closed_ || line_wait_ != LineWait::Idle || state_ != State::Selected) return;
+  if (busy_) {
+    idle_wake_pending_ = true;  // finish_command refreshes once more
+    return;
+  }
+  run([this] { return Step{refresh_updates(), nullptr}; });
+}
+
+void IdleWaiters::add(const std::shared_ptr<Session>& session, std::string account, std::string folder) {
+  std::lock_guard lock(mu_);
+  std::erase_if(entries_, [&](const Entry& e) { return e.key == session.get(); });
+  entries_.push_back(Entry{session.get(), session, std::move(account), std::move(folder)});
+}
+
+void IdleWaiters::remove(const Session* session) {
+  std::lock_guard lock(mu_);
+  std::erase_if(entries_, [&](const Entry& e) { return e.key == session; });
+}
+
+size_t IdleWaiters::notify(const sdk::MailboxEvent& event) {
+  std::vector<std::shared_ptr<Session>> wake;
+  {
+    std::lock_guard lock(mu_);
+    for (const Entry& e : entries_) {
+      if (!event.touches(e.account, e.folder)) continue;
+      if (auto s = e.session.lock()) wake.push_back(std::move(s));
+    }
+  }
+  for (const auto& s : wake) s->wake_idle();
+  return wake.size();
 }
 
 void Session::start_idle_timer() {

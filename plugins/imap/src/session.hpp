@@ -38,10 +38,14 @@ class LoginThrottle {
   std::unordered_map<std::string, std::pair<uint32_t, std::chrono::steady_clock::time_point>> by_ip_;
 };
 
+class IdleWaiters;
+
 /** Per-listener settings (from the plugin's configuration). */
 struct SessionConfig {
   Limits limits;
-  std::chrono::milliseconds idle_poll{2000};            // IDLE: how often the view is refreshed
+  // IDLE: how often the view is refreshed without a mailbox event; with
+  // events (ABI 1.3) a safety net only (imap.cpp raises the default to 30 s).
+  std::chrono::milliseconds idle_poll{2000};
   std::chrono::milliseconds autologout{30 * 60 * 1000};  // RFC 3501 §5.4: at least 30 minutes
   std::chrono::milliseconds login_timeout{60 * 1000};   // before authentication
   uint32_t max_login_failures = 3;                      // then BYE
@@ -50,6 +54,8 @@ struct SessionConfig {
   size_t fetch_chunk = 256 * 1024;                      // FETCH output per worker step
   size_t max_queued = 1 << 20;                          // output queued before waiting for a drain
   std::shared_ptr<LoginThrottle> throttle = std::make_shared<LoginThrottle>();
+  /** Sessions in IDLE, woken by the store's mailbox events (imap.cpp subscribes). */
+  std::shared_ptr<IdleWaiters> idle_waiters;
 };
 
 /**
@@ -71,6 +77,12 @@ class Session : public std::enable_shared_from_this<Session> {
 
   /** The capability list for the current state (without "CAPABILITY"). */
   std::string capabilities() const;
+
+  /**
+   * A mailbox event touched the folder this session idles on: refresh on
+   * the stream's strand and send the updates. THREADING: any thread.
+   */
+  void wake_idle();
 
  private:
   enum class State { NotAuthenticated, Authenticated, Selected, Logout };
@@ -114,6 +126,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void cmd_simple_mailbox(const Command& c);
   void start_idle_timer();
   void idle_poll();
+  /** Strand side of wake_idle(): refresh now, or right after the step that runs. */
+  void idle_wake();
+  void stop_idle_wait();
 
   // Pool-side helpers (called from work closures).
   std::string refresh_updates();
@@ -146,6 +161,7 @@ class Session : public std::enable_shared_from_this<Session> {
   LineWait line_wait_ = LineWait::None;
   std::string line_tag_;
   sdk::Host::TimerId idle_timer_ = 0;
+  bool idle_wake_pending_ = false;  // an event arrived while a step ran
 
   // Authenticated state (touched on the pool only while busy_).
   std::string account_;
@@ -161,6 +177,30 @@ class Session : public std::enable_shared_from_this<Session> {
   uint32_t uidnext_ = 1;
   uint64_t highest_modseq_ = 0;
   std::vector<std::string> known_keywords_;
+};
+
+/**
+ * The sessions waiting in IDLE, by account and folder: the plugin's mailbox
+ * event subscription calls notify() on a worker thread and each session whose
+ * folder the event touches is woken (RFC 2177: the server sends updates as
+ * they happen). Thread-safe.
+ */
+class IdleWaiters {
+ public:
+  void add(const std::shared_ptr<Session>& session, std::string account, std::string folder);
+  void remove(const Session* session);
+  /** Wakes the sessions idling on the event's folder or target folder. @return how many. */
+  size_t notify(const sdk::MailboxEvent& event);
+
+ private:
+  struct Entry {
+    const Session* key;
+    std::weak_ptr<Session> session;
+    std::string account;
+    std::string folder;
+  };
+  std::mutex mu_;
+  std::vector<Entry> entries_;
 };
 
 /** The sdk::Connection the host sees: forwards to a shared Session. */

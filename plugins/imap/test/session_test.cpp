@@ -319,18 +319,81 @@ TEST_F(ImapSessionTest, CondstoreReportsModseqAndConditionalStore) {
   EXPECT_EQ(send(c, "f FETCH 1 (FLAGS) (CHANGEDSINCE 999999)\r\n"), "f OK FETCH completed\r\n");
 }
 
+// With mailbox events (ABI 1.3) the poll is a slow safety net (30 s by default).
 TEST_F(ImapSessionTest, IdleSendsUpdatesUntilDone) {
   FakeStream c = selected();
   EXPECT_EQ(send(c, "i IDLE\r\n"), "+ idling\r\n");
-  ASSERT_TRUE(store_->deliver("alice@example.test", kMessage));
-  host_.clock().advance(std::chrono::seconds(2));
+  ASSERT_TRUE(store_->deliver("alice@example.test", kMessage));  // MemoryMailStore raises no event
+  host_.clock().advance(std::chrono::seconds(29));
+  c.pump();
+  EXPECT_EQ(c.take_output(), "");
+  host_.clock().advance(std::chrono::seconds(1));
   c.pump();
   EXPECT_EQ(c.take_output(), "* 1 EXISTS\r\n* 1 RECENT\r\n");
-  host_.clock().advance(std::chrono::seconds(2));
+  host_.clock().advance(std::chrono::seconds(30));
   c.pump();
   EXPECT_EQ(c.take_output(), "");
   EXPECT_EQ(send(c, "DONE\r\n"), "i OK IDLE terminated\r\n");
   EXPECT_EQ(send(c, "n NOOP\r\n"), "n OK NOOP completed\r\n");
+}
+
+sdk::MailboxEvent stored_event(std::string account, std::string folder) {
+  sdk::MailboxEvent e;
+  e.kind = POSTERN_MBOX_EVENT_STORED;
+  e.account = std::move(account);
+  e.folder = std::move(folder);
+  e.actor = "delivery";
+  e.uids = {1};
+  return e;
+}
+
+TEST_F(ImapSessionTest, IdleWakesOnAMailboxEventWithoutWaitingForThePoll) {
+  FakeStream c = selected();
+  EXPECT_EQ(send(c, "i IDLE\r\n"), "+ idling\r\n");
+  ASSERT_TRUE(store_->deliver("alice@example.test", kMessage));
+  // Another account's or another folder's event wakes nobody here.
+  EXPECT_EQ(host_.raise_mailbox_event(stored_event("bob@example.test", "INBOX")), 1u);
+  EXPECT_EQ(host_.raise_mailbox_event(stored_event("alice@example.test", "Archive")), 1u);
+  c.pump();
+  EXPECT_EQ(c.take_output(), "");
+  // The clock does not move: the event alone brings the update.
+  host_.raise_mailbox_event(stored_event("alice@example.test", "INBOX"));
+  c.pump();
+  EXPECT_EQ(c.take_output(), "* 1 EXISTS\r\n* 1 RECENT\r\n");
+  // A move into the selected folder wakes it as the target.
+  ASSERT_TRUE(store_->deliver("alice@example.test", kMessage));
+  sdk::MailboxEvent moved = stored_event("alice@example.test", "Archive");
+  moved.kind = POSTERN_MBOX_EVENT_MOVED;
+  moved.target_folder = "INBOX";
+  host_.raise_mailbox_event(moved);
+  c.pump();
+  EXPECT_EQ(c.take_output(), "* 2 EXISTS\r\n* 2 RECENT\r\n");
+  EXPECT_EQ(send(c, "DONE\r\n"), "i OK IDLE terminated\r\n");
+  // After DONE the session no longer listens: updates wait for the next command.
+  ASSERT_TRUE(store_->deliver("alice@example.test", kMessage));
+  host_.raise_mailbox_event(stored_event("alice@example.test", "INBOX"));
+  c.pump();
+  EXPECT_EQ(c.take_output(), "");
+  EXPECT_EQ(send(c, "n NOOP\r\n"), "* 3 EXISTS\r\n* 3 RECENT\r\nn OK NOOP completed\r\n");
+}
+
+TEST(ImapIdleWithoutEventsTest, PollsEveryTwoSecondsOnAHostWithoutMailboxEvents) {
+  FakeHost host;
+  auto store = std::make_shared<sdk::testing::MemoryMailStore>();
+  store->add_account("alice@example.test", "secret");
+  host.use_mail_store(store);
+  host.set_mailbox_events_available(false);
+  auto plugin = host.load<plugins::imap::ImapPlugin>(R"(<plugin name="imap"/>)");
+  ASSERT_TRUE(plugin.ok()) << plugin.error();
+  StreamOptions o;
+  o.cleartext_auth = true;
+  FakeStream c = host.connect("imap", o);
+  c.send("l LOGIN alice@example.test secret\r\ns SELECT INBOX\r\ni IDLE\r\n");
+  c.take_output();
+  ASSERT_TRUE(store->deliver("alice@example.test", kMessage));
+  host.clock().advance(std::chrono::seconds(2));
+  c.pump();
+  EXPECT_EQ(c.take_output(), "* 1 EXISTS\r\n* 1 RECENT\r\n");
 }
 
 TEST_F(ImapSessionTest, LargeFetchWaitsForTheClientToRead) {

@@ -167,6 +167,71 @@ TEST_F(ChainTest, SecondCompletionIsIgnoredAndCounted) {
   EXPECT_EQ(bus_stats().late_completions.load(), before + 1);
 }
 
+// --- ABI 1.3: edits through the pending handle --------------------------------
+
+TEST_F(ChainTest, PendingEditsFromAThreadApplyInOrderWithTheCompletion) {
+  txn_.recipients = {"bob@example.net", "old@example.net"};
+  add("events_probe",
+      R"(<plugin add-header="X-Scanned: clean" remove-header="X-Spam" add-rcpt="carol@example.net"
+                 remove-rcpt="old@example.net" verdict="quarantine"/>)");
+  Outcome o = run(Stage::DataEnd);
+  EXPECT_EQ(o.verdict, Verdict::Quarantine) << "the completion's verdict still decides";
+  ASSERT_EQ(txn_.header_edits.size(), 2u);
+  EXPECT_EQ(txn_.header_edits[0].kind, HeaderEdit::Kind::Remove);
+  EXPECT_EQ(txn_.header_edits[0].name, "X-Spam");
+  EXPECT_EQ(txn_.header_edits[0].index, -1);
+  EXPECT_EQ(txn_.header_edits[1].kind, HeaderEdit::Kind::Add);
+  EXPECT_EQ(txn_.header_edits[1].name, "X-Scanned");
+  EXPECT_EQ(txn_.header_edits[1].value, "clean");
+  EXPECT_TRUE(txn_.header_edits[1].prepend);
+  EXPECT_EQ(txn_.recipients_added, std::vector<std::string>{"carol@example.net"});
+  EXPECT_EQ(txn_.recipients_removed, std::vector<std::string>{"old@example.net"});
+}
+
+TEST_F(ChainTest, PendingEditsApplyWhenTheLastReferenceGoesWithoutCompletion) {
+  add("events_probe", R"(<plugin mode="release" add-header="X-Released: yes" add-rcpt="carol@example.net"/>)");
+  EXPECT_EQ(run(Stage::DataEnd).verdict, Verdict::Continue);
+  ASSERT_EQ(txn_.header_edits.size(), 1u);
+  EXPECT_EQ(txn_.header_edits[0].name, "X-Released");
+  EXPECT_EQ(txn_.recipients_added, std::vector<std::string>{"carol@example.net"});
+}
+
+TEST_F(ChainTest, PendingEditsKeepTheSynchronousChecks) {
+  txn_.recipients = {"bob@example.net"};
+  add("events_probe", R"(<plugin mode="checks"/>)");
+  EXPECT_EQ(run(Stage::DataEnd).verdict, Verdict::Continue);
+  ASSERT_EQ(txn_.header_edits.size(), 1u);
+  EXPECT_EQ(txn_.header_edits[0].name, "X-Checks");
+  EXPECT_EQ(txn_.header_edits[0].value, "refused");
+  EXPECT_TRUE(txn_.recipients_added.empty());
+  EXPECT_TRUE(txn_.recipients_removed.empty());
+}
+
+TEST_F(ChainTest, PendingRecipientEditIsRefusedBeforeDataEnd) {
+  add("events_probe", "<plugin/>");
+  EXPECT_EQ(rcpt("bob@example.net").verdict, Verdict::Continue);
+  EXPECT_TRUE(txn_.recipients_added.empty());
+}
+
+TEST_F(ChainTest, PendingEditsOfALateCompletionAreDropped) {
+  add("events_probe", R"(<plugin mode="late" delay="60" add-header="X-Late: yes" add-rcpt="carol@example.net"/>)",
+      30ms, OnFailure::Continue);
+  const uint64_t before = bus_stats().late_completions.load();
+  EXPECT_EQ(run(Stage::DataEnd).verdict, Verdict::Continue);
+  for (int i = 0; i < 200 && bus_stats().late_completions.load() == before; ++i) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(bus_stats().late_completions.load(), before + 1);
+  EXPECT_TRUE(txn_.header_edits.empty());
+  EXPECT_TRUE(txn_.recipients_added.empty());
+}
+
+TEST_F(ChainTest, PendingEditsOfAFailedHookAreDropped) {
+  add("events_probe", R"(<plugin mode="error" add-header="X-Failed: yes" add-rcpt="carol@example.net"/>)", 2s,
+      OnFailure::Continue);
+  EXPECT_EQ(run(Stage::DataEnd).verdict, Verdict::Continue);
+  EXPECT_TRUE(txn_.header_edits.empty());
+  EXPECT_TRUE(txn_.recipients_added.empty());
+}
+
 TEST_F(ChainTest, ThrowingHookFollowsOnFailure) {
   add("hook_throws", "<plugin/>", 1s, OnFailure::Continue);
   const uint64_t before = bus_stats().hook_failures.load();

@@ -118,6 +118,32 @@ class Pending {
     r.to_abi(out);
     return api_->pending_complete(p_, &out) == POSTERN_OK;
   }
+  /** Whether the host takes edits through a pending handle (ABI 1.3). */
+  bool can_edit() const { return p_ != nullptr && POSTERN_SDK_API_HAS(api_, pending_rcpt_remove); }
+
+  /**
+   * Edits from the pending hook (ABI 1.3), from any thread before complete():
+   * the same edits and rules as Event's, applied on the session's strand
+   * with the completion, in call order; dropped with a late completion.
+   * @return false when refused (bad argument, a stage that does not allow
+   *   the edit, already completed or timed out, or a 1.2 host).
+   */
+  bool add_header(std::string_view name, std::string_view value, bool prepend = true) const {
+    return can_edit() && api_->pending_header_add(p_, to_abi(name), to_abi(value), prepend ? 1 : 0) == POSTERN_OK;
+  }
+  bool change_header(std::string_view name, int32_t index, std::string_view value) const {
+    return can_edit() && api_->pending_header_change(p_, to_abi(name), index, to_abi(value)) == POSTERN_OK;
+  }
+  bool remove_header(std::string_view name, int32_t index = -1) const {
+    return can_edit() && api_->pending_header_remove(p_, to_abi(name), index) == POSTERN_OK;
+  }
+  bool add_recipient(std::string_view address) const {
+    return can_edit() && api_->pending_rcpt_add(p_, to_abi(address)) == POSTERN_OK;
+  }
+  bool remove_recipient(std::string_view address) const {
+    return can_edit() && api_->pending_rcpt_remove(p_, to_abi(address)) == POSTERN_OK;
+  }
+
   /** What the hook returns right after defer(). */
   HookResult result() const { return p_ ? HookResult::pending() : HookResult::continue_(); }
 

@@ -124,7 +124,73 @@ struct DnsAnswer {
   bool has_records() const { return status == POSTERN_DNS_OK && !records.empty(); }
 };
 
+/**
+ * One committed change in the mailbox store (ABI 1.3, postern_mbox_event_t),
+ * owned: safe to keep and to pass to another thread.
+ */
+struct MailboxEvent {
+  postern_mbox_event_kind_t kind = POSTERN_MBOX_EVENT_STORED;
+  std::string account;        ///< canonical local@domain
+  std::string folder;         ///< copied/moved: the source
+  std::string target_folder;  ///< copied/moved: the target; else empty
+  std::string actor;          ///< "delivery", "imap", "pop3", "admin", "system" or a plugin's name
+  uint32_t uidvalidity = 0;
+  uint32_t target_uidvalidity = 0;
+  std::vector<uint32_t> uids;         ///< stored: the new UID; copied/moved: sources; expunged; flags: changed
+  std::vector<uint32_t> target_uids;  ///< copied/moved: the new UIDs, parallel to `uids`
+  uint64_t size = 0;                  ///< stored/copied/moved: octets
+
+  /** Whether the event concerns `name` of `acct` (as its folder or its target). */
+  bool touches(std::string_view acct, std::string_view name) const {
+    return account == acct && (folder == name || target_folder == name);
+  }
+
+  static MailboxEvent copy(const postern_mbox_event_t& e) {
+    MailboxEvent out;
+    out.kind = static_cast<postern_mbox_event_kind_t>(e.kind);
+    out.account = std::string(to_string_view(e.account));
+    out.folder = std::string(to_string_view(e.folder));
+    out.target_folder = std::string(to_string_view(e.target_folder));
+    out.actor = std::string(to_string_view(e.actor));
+    out.uidvalidity = e.uidvalidity;
+    out.target_uidvalidity = e.target_uidvalidity;
+    if (e.uids != nullptr) out.uids.assign(e.uids, e.uids + e.uid_count);
+    if (e.target_uids != nullptr) out.target_uids.assign(e.target_uids, e.target_uids + e.uid_count);
+    out.size = e.size;
+    return out;
+  }
+};
+
 namespace detail {
+
+/**
+ * The callbacks of a plugin instance's mailbox-event subscriptions; like
+ * CronStore, freed only when the instance is destroyed (the host waited for
+ * every running call by then).
+ */
+class MailboxEventStore {
+ public:
+  using Fn = std::function<void(const MailboxEvent&)>;
+  Fn* add(postern_host_t* host, Fn fn) {
+    std::lock_guard lock(mutex_);
+    auto& subs = subs_[host];
+    subs.push_back(std::make_unique<Fn>(std::move(fn)));
+    return subs.back().get();
+  }
+  void release(postern_host_t* host) {
+    std::lock_guard lock(mutex_);
+    subs_.erase(host);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<postern_host_t*, std::vector<std::unique_ptr<Fn>>> subs_;
+};
+
+inline MailboxEventStore& mailbox_event_store() {
+  static MailboxEventStore store;
+  return store;
+}
 
 /**
  * The callbacks of a plugin instance's cron jobs. The host may still be
@@ -232,6 +298,30 @@ class Host {
     if (id != 0 && POSTERN_SDK_API_HAS(api_, cron_cancel)) api_->cron_cancel(host_, id);
   }
 
+  /** Identifies a mailbox-event subscription; 0 means none. */
+  using SubscriptionId = uint64_t;
+
+  /** Whether the host raises mailbox events (ABI 1.3). */
+  bool has_mailbox_events() const { return POSTERN_SDK_API_HAS(api_, mbox_events_subscribe); }
+
+  /**
+   * Subscribes to the mailbox store's events whose kind is in `mask`
+   * (POSTERN_MBOX_MASK_*): `fn` runs on a worker thread after each committed
+   * change, one event at a time in the store's order. Keep it short: post
+   * slow work (Host::post_work, Stream::post). The callback lives until the
+   * plugin is destroyed.
+   * @return the id, or 0 for a 1.2 host, a host without a store, or an empty mask.
+   */
+  SubscriptionId on_mailbox_events(uint32_t mask, std::function<void(const MailboxEvent&)> fn) const {
+    if (!has_mailbox_events()) return 0;
+    auto* stored = detail::mailbox_event_store().add(host_, std::move(fn));
+    return api_->mbox_events_subscribe(host_, mask, &Host::mailbox_event_trampoline, stored);
+  }
+  /** Ends a subscription; no call starts after it returns. Harmless for 0. */
+  void cancel_mailbox_events(SubscriptionId id) const {
+    if (id != 0 && has_mailbox_events()) api_->mbox_events_unsubscribe(host_, id);
+  }
+
   /**
    * Asynchronous DNS query; `cb` runs exactly once on an I/O thread, with
    * POSTERN_DNS_TIMEOUT after `timeout` (0 = host default).
@@ -285,6 +375,14 @@ class Host {
       static_cast<detail::CronStore::Job*>(user)->fn();
     } catch (...) {
       // A job has nobody to report to; swallowing keeps the host alive.
+    }
+  }
+  static void mailbox_event_trampoline(void* user, const postern_mbox_event_t* event) {
+    if (event == nullptr) return;
+    try {
+      (*static_cast<detail::MailboxEventStore::Fn*>(user))(MailboxEvent::copy(*event));
+    } catch (...) {
+      // An event has nobody to report to; swallowing keeps the host alive.
     }
   }
   static void dns_trampoline(void* user, const postern_dns_answer_t* answer) {

@@ -211,6 +211,8 @@ void on_destroy(void* instance) {
   delete inst;
   // The host removed the instance's cron jobs and waited for their runs.
   cron_store().release(host);
+  // Likewise its mailbox-event subscriptions (ABI 1.3).
+  mailbox_event_store().release(host);
 }
 
 /** The plugin's static ABI table. */

@@ -467,6 +467,59 @@ typedef struct postern_mresult {
   uint32_t uid;                            /* APPENDUID */
 } postern_mresult_t;
 
+/* --- added in ABI 1.3: pending edits and mailbox events (types) --------- */
+
+/** What happened in a mailbox store (postern_mbox_event_t.kind). Append-only. */
+typedef enum postern_mbox_event_kind {
+  POSTERN_MBOX_EVENT_STORED = 0,   /* a new message in a folder (delivery, APPEND) */
+  POSTERN_MBOX_EVENT_COPIED = 1,   /* messages copied from `folder` into `target_folder` */
+  POSTERN_MBOX_EVENT_MOVED = 2,    /* messages moved from `folder` into `target_folder` */
+  POSTERN_MBOX_EVENT_EXPUNGED = 3, /* messages removed from `folder` */
+  POSTERN_MBOX_EVENT_FLAGS = 4     /* flags or keywords of messages in `folder` changed */
+} postern_mbox_event_kind_t;
+
+/** Mask bits for mbox_events_subscribe: 1u << kind. */
+#define POSTERN_MBOX_MASK_STORED (1u << POSTERN_MBOX_EVENT_STORED)
+#define POSTERN_MBOX_MASK_COPIED (1u << POSTERN_MBOX_EVENT_COPIED)
+#define POSTERN_MBOX_MASK_MOVED (1u << POSTERN_MBOX_EVENT_MOVED)
+#define POSTERN_MBOX_MASK_EXPUNGED (1u << POSTERN_MBOX_EVENT_EXPUNGED)
+#define POSTERN_MBOX_MASK_FLAGS (1u << POSTERN_MBOX_EVENT_FLAGS)
+#define POSTERN_MBOX_MASK_ALL 0x1Fu
+
+/**
+ * One change in a mailbox store, raised after it is committed (ABI 1.3).
+ * OWNERSHIP: host. LIFETIME: only during the callback; copy what you keep.
+ * THREADING: immutable; read it on the callback's thread.
+ */
+typedef struct postern_mbox_event {
+  uint32_t struct_size;
+  uint32_t kind;                /* postern_mbox_event_kind_t */
+  postern_str_t account;        /* canonical local@domain */
+  postern_str_t folder;         /* the folder (copied/moved: the source), UTF-8, '/' between levels */
+  postern_str_t target_folder;  /* copied/moved: the target; else empty */
+  /**
+   * Who acted: "delivery" (the queue's local delivery: mail received by
+   * SMTP/LMTP or injected), "imap", "pop3" (the acting service plugin's
+   * name; any other plugin is named likewise), "admin" (a control command),
+   * "system" (retention).
+   */
+  postern_str_t actor;
+  uint32_t uidvalidity;         /* of `folder` */
+  uint32_t target_uidvalidity;  /* copied/moved: of `target_folder`; else 0 */
+  /**
+   * stored: the new UID; copied/moved: the source UIDs; expunged: the UIDs
+   * removed; flags: the UIDs whose flags or keywords changed. Ascending.
+   */
+  const uint32_t* uids;
+  size_t uid_count;
+  /** copied/moved: the new UID of each of `uids` (same order); else NULL. */
+  const uint32_t* target_uids;
+  uint64_t size;                /* stored: octets of the message; copied/moved: of all; else 0 */
+} postern_mbox_event_t;
+
+/** Callback of mbox_events_subscribe. THREADING: a worker thread (see there). */
+typedef void (*postern_mbox_event_cb)(void* user_plugin_ptr, const postern_mbox_event_t* event);
+
 /** Callback types. THREADING: stated at the host function that takes them. */
 typedef void (*postern_dns_cb)(void* user_plugin_ptr, const postern_dns_answer_t* answer);
 typedef void (*postern_task_cb)(void* user_plugin_ptr);
@@ -989,6 +1042,63 @@ typedef struct postern_host_api_v1 {
    */
   postern_status_t (*command_complete)(postern_command_reply_t* reply, uint32_t exit_class, postern_str_t result_json,
                                        postern_str_t text);
+
+  /* --- added in ABI 1.3: pending edits and mailbox events ------------------- */
+
+  /**
+   * The edits of a pending hook: the same edits, with the same rules, as
+   * event_header_add / _change / _remove and event_rcpt_add / _remove, made
+   * through the pending handle after the hook returned PENDING (a milter or
+   * a scanner answers late). They are recorded at once and applied on the
+   * session's strand, in call order, when the completion arrives there
+   * (pending_complete, or pending_release of the last reference) and before
+   * the completion's verdict is acted on. They are dropped with a completion
+   * that is late (after the hook's timeout) or refused, and with one that
+   * flags POSTERN_RESULT_ERROR.
+   * Which edits a stage allows is fixed at event_defer: headers from
+   * mail_from to data_end, recipients at data_end only. event_rcpt_remove's
+   * NOT_FOUND is checked against the recipients at event_defer.
+   * OWNERSHIP: strings are copied before the call returns.
+   * LIFETIME: the handle must be held (a reference not yet released).
+   * THREADING: any thread.
+   * @return POSTERN_OK; POSTERN_ERR_INVALID for a bad name, value (CR/LF
+   *   other than folding, NUL) or address, or a negative change index;
+   *   POSTERN_ERR_NOT_FOUND (rcpt_remove) for an address not among the
+   *   recipients; POSTERN_ERR_UNAVAILABLE at a stage that does not allow the
+   *   edit, or once the hook completed or timed out.
+   */
+  postern_status_t (*pending_header_add)(postern_pending_t* p, postern_str_t name, postern_str_t value,
+                                         int32_t prepend);
+  postern_status_t (*pending_header_change)(postern_pending_t* p, postern_str_t name, int32_t index,
+                                            postern_str_t value);
+  postern_status_t (*pending_header_remove)(postern_pending_t* p, postern_str_t name, int32_t index);
+  postern_status_t (*pending_rcpt_add)(postern_pending_t* p, postern_str_t address);
+  postern_status_t (*pending_rcpt_remove)(postern_pending_t* p, postern_str_t address);
+
+  /**
+   * Subscribes to mailbox events (postern_mbox_event_t) of every account:
+   * `fn(user, event)` runs for each event whose kind is in `mask`
+   * (POSTERN_MBOX_MASK_*), after the store committed the change and released
+   * its locks, never inside the call that made it.
+   * Events are delivered one at a time, in the order the store raised them,
+   * to every subscriber in turn: keep fn short (post slow work with
+   * post_work or stream_post) and never block in it.
+   * OWNERSHIP: `user` stays the plugin's.
+   * LIFETIME: until mbox_events_unsubscribe or unload; at unload the host
+   *   stops delivering and waits for a running fn before on_destroy.
+   * THREADING: callable from any thread (usually on_init); fn runs on a
+   *   worker thread, never on the caller's strand nor inside a store call.
+   * @return an id for mbox_events_unsubscribe (never 0); 0 for a null fn,
+   *   an empty mask, a host without a mailbox store, or while unloading.
+   */
+  uint64_t (*mbox_events_subscribe)(postern_host_t* host, uint32_t mask, postern_mbox_event_cb fn,
+                                    void* user_plugin_ptr);
+  /**
+   * Ends a subscription: no call starts after this returns (one running on
+   * another thread may finish). Unknown ids are ignored.
+   * THREADING: any thread, also from inside fn.
+   */
+  void (*mbox_events_unsubscribe)(postern_host_t* host, uint64_t subscription_id);
 } postern_host_api_v1_t;
 
 /* ------------------------------------------------------------------------ */

@@ -100,6 +100,7 @@
 #include <filesystem>
 #include <functional>
 #include <initializer_list>
+#include <iterator>
 #include <list>
 #include <map>
 #include <memory>
@@ -258,6 +259,11 @@ struct RunState : std::enable_shared_from_this<RunState> {
   std::vector<HeaderEdit> header_edits;
   std::vector<std::string> rcpt_added;
   std::vector<std::string> rcpt_removed;
+  // Edits made through the pending handle (ABI 1.3): moved into the lists
+  // above when the hook completes, dropped on a timeout or a failed result.
+  std::vector<HeaderEdit> pending_header_edits;
+  std::vector<std::string> pending_rcpt_added;
+  std::vector<std::string> pending_rcpt_removed;
   std::map<std::string, std::string> tags;  // the session's tags after the hook
   std::shared_ptr<void> event_ctx;  // keeps the event handle valid (but inactive) after on_hook
 };
@@ -428,6 +434,8 @@ struct PendingRec {
   std::atomic<int> refs{1};
   std::shared_ptr<RunState> run;
   std::shared_ptr<Core> core;
+  Stage stage = Stage::Connect;         // fixes which pending edits are allowed (ABI 1.3)
+  std::vector<std::string> recipients;  // at event_defer: pending_rcpt_remove's NOT_FOUND
 };
 
 /** One cron job registered with cron_add (ABI 1.1). */
@@ -438,6 +446,14 @@ struct CronJob {
   postern_task_cb fn = nullptr;
   void* user = nullptr;
   uint64_t runs = 0;
+};
+
+/** One mailbox-event subscription (mbox_events_subscribe, ABI 1.3). */
+struct MailboxSub {
+  Slot* slot = nullptr;
+  uint32_t mask = 0;
+  postern_mbox_event_cb fn = nullptr;
+  void* user = nullptr;
 };
 
 /** One protocol served by a plugin (service_register, ABI 1.2). */
@@ -517,6 +533,8 @@ struct Core {
   std::list<std::unique_ptr<Slot>> slots;
   std::vector<std::weak_ptr<RunState>> deferred;
   std::map<uint64_t, CronJob> crons;  // key: the id cron_add returned
+  std::map<uint64_t, MailboxSub> mailbox_subs;  // ABI 1.3; key: the id mbox_events_subscribe returned
+  bool mailbox_events_available = true;
   bool cron_available = true;
   uint64_t sessions = 0;
   std::weak_ptr<Core> self;
@@ -601,6 +619,17 @@ bool complete_run(Core& core, RunState& run, bool count_late, Fill fill) {
     }
     fill(run);
     run.completed = true;
+    // As posternd: a pending hook's edits apply with its completion, not with a timeout or a failure.
+    if (!run.timed_out && !run.failed) {
+      std::move(run.pending_header_edits.begin(), run.pending_header_edits.end(),
+                std::back_inserter(run.header_edits));
+      std::move(run.pending_rcpt_added.begin(), run.pending_rcpt_added.end(), std::back_inserter(run.rcpt_added));
+      std::move(run.pending_rcpt_removed.begin(), run.pending_rcpt_removed.end(),
+                std::back_inserter(run.rcpt_removed));
+    }
+    run.pending_header_edits.clear();
+    run.pending_rcpt_added.clear();
+    run.pending_rcpt_removed.clear();
   }
   run.cv.notify_all();
   return true;
@@ -955,6 +984,7 @@ inline void unload_slot(Core& core, Slot& slot) {
     // As posternd: the plugin's cron jobs are removed before on_destroy.
     std::lock_guard lock(core.mu);
     std::erase_if(core.crons, [&](const auto& e) { return e.second.slot == &slot; });
+    std::erase_if(core.mailbox_subs, [&](const auto& e) { return e.second.slot == &slot; });
   }
   for (StreamState* s : streams) {
     pump(*s, true);  // posted functions run exactly once, also after close
@@ -1130,6 +1160,25 @@ struct Api {
     if (it != s->core->crons.end() && it->second.slot == s) s->core->crons.erase(it);
   }
 
+  // --- mailbox events (ABI 1.3): FakeHost::raise_mailbox_event delivers them
+  static uint64_t mbox_events_subscribe(postern_host_t* h, uint32_t mask, postern_mbox_event_cb fn, void* user) {
+    Slot* s = slot_of(h);
+    mask &= POSTERN_MBOX_MASK_ALL;
+    if (s == nullptr || fn == nullptr || mask == 0) return 0;
+    std::lock_guard lock(s->core->mu);
+    if (!s->core->mailbox_events_available) return 0;
+    const uint64_t id = s->core->next_seq++;
+    s->core->mailbox_subs.emplace(id, MailboxSub{s, mask, fn, user});
+    return id;
+  }
+  static void mbox_events_unsubscribe(postern_host_t* h, uint64_t id) {
+    Slot* s = slot_of(h);
+    if (s == nullptr) return;
+    std::lock_guard lock(s->core->mu);
+    auto it = s->core->mailbox_subs.find(id);
+    if (it != s->core->mailbox_subs.end() && it->second.slot == s) s->core->mailbox_subs.erase(it);
+  }
+
   // --- session tags (ABI 1.1); limits as in posternd
   static postern_status_t event_tag_set(postern_event_t* e, postern_str_t key, postern_str_t value) {
     EventCtx* c = live(e);
@@ -1207,20 +1256,22 @@ struct Api {
     for (const FakeSymbol& s : c->run->symbols) total += s.weight;
     return total;
   }
-  static EventCtx* editable(postern_event_t* e) {
-    EventCtx* c = live(e);
-    if (c == nullptr) return nullptr;
-    // As in posternd: edits apply when the message is stored, so only stages before that.
-    switch (c->event.stage()) {
+  // As in posternd: edits apply when the message is stored, so only stages before that.
+  static bool header_stage(Stage stage) {
+    switch (stage) {
       case Stage::MailFrom:
       case Stage::RcptTo:
       case Stage::DataStart:
       case Stage::Headers:
       case Stage::DataEnd:
-        return c;
+        return true;
       default:
-        return nullptr;
+        return false;
     }
+  }
+  static EventCtx* editable(postern_event_t* e) {
+    EventCtx* c = live(e);
+    return c != nullptr && header_stage(c->event.stage()) ? c : nullptr;
   }
   static postern_status_t header_edit(postern_event_t* e, HeaderEdit edit, bool check_value) {
     EventCtx* c = editable(e);
@@ -1267,7 +1318,60 @@ struct Api {
     auto* rec = new PendingRec();
     rec->run = c->run->shared_from_this();
     rec->core = c->slot->core->self.lock();
+    rec->stage = c->event.stage();
+    rec->recipients = c->event.recipients();
     return reinterpret_cast<postern_pending_t*>(rec);
+  }
+
+  // --- pending edits (ABI 1.3): posternd's rules, recorded until completion
+  static postern_status_t pending_header(postern_pending_t* p, HeaderEdit edit, bool check_value) {
+    if (p == nullptr) return POSTERN_ERR_INVALID;
+    PendingRec* rec = rec_of(p);
+    RunState& run = *rec->run;
+    std::lock_guard lock(run.mu);
+    if (run.completed || !header_stage(rec->stage)) return POSTERN_ERR_UNAVAILABLE;
+    if (!valid_header_name(edit.name) || (check_value && !valid_header_value(edit.value))) return POSTERN_ERR_INVALID;
+    run.pending_header_edits.push_back(std::move(edit));
+    return POSTERN_OK;
+  }
+  static postern_status_t pending_header_add(postern_pending_t* p, postern_str_t name, postern_str_t value,
+                                             int32_t prepend) {
+    return pending_header(p, {HeaderEdit::Kind::Add, std::string(sv(name)), std::string(sv(value)), 0, prepend != 0},
+                          true);
+  }
+  static postern_status_t pending_header_change(postern_pending_t* p, postern_str_t name, int32_t index,
+                                                postern_str_t value) {
+    if (index < 0) {
+      if (p == nullptr) return POSTERN_ERR_INVALID;
+      std::lock_guard lock(rec_of(p)->run->mu);
+      return rec_of(p)->run->completed || !header_stage(rec_of(p)->stage) ? POSTERN_ERR_UNAVAILABLE
+                                                                          : POSTERN_ERR_INVALID;
+    }
+    return pending_header(p, {HeaderEdit::Kind::Change, std::string(sv(name)), std::string(sv(value)), index, false},
+                          true);
+  }
+  static postern_status_t pending_header_remove(postern_pending_t* p, postern_str_t name, int32_t index) {
+    return pending_header(p, {HeaderEdit::Kind::Remove, std::string(sv(name)), {}, index, false}, false);
+  }
+  static postern_status_t pending_rcpt_add(postern_pending_t* p, postern_str_t address) {
+    if (p == nullptr) return POSTERN_ERR_INVALID;
+    PendingRec* rec = rec_of(p);
+    std::lock_guard lock(rec->run->mu);
+    if (rec->run->completed || rec->stage != Stage::DataEnd) return POSTERN_ERR_UNAVAILABLE;
+    if (!plausible_address(sv(address))) return POSTERN_ERR_INVALID;
+    rec->run->pending_rcpt_added.emplace_back(sv(address));
+    return POSTERN_OK;
+  }
+  static postern_status_t pending_rcpt_remove(postern_pending_t* p, postern_str_t address) {
+    if (p == nullptr) return POSTERN_ERR_INVALID;
+    PendingRec* rec = rec_of(p);
+    std::lock_guard lock(rec->run->mu);
+    if (rec->run->completed || rec->stage != Stage::DataEnd) return POSTERN_ERR_UNAVAILABLE;
+    if (std::none_of(rec->recipients.begin(), rec->recipients.end(),
+                     [&](const std::string& r) { return iequals(r, sv(address)); }))
+      return POSTERN_ERR_NOT_FOUND;
+    rec->run->pending_rcpt_removed.emplace_back(sv(address));
+    return POSTERN_OK;
   }
 
   // --- pending results
@@ -1888,6 +1992,14 @@ struct Api {
         &view_release,
         &command_register,
         &command_complete,
+        // ABI 1.3
+        &pending_header_add,
+        &pending_header_change,
+        &pending_header_remove,
+        &pending_rcpt_add,
+        &pending_rcpt_remove,
+        &mbox_events_subscribe,
+        &mbox_events_unsubscribe,
     };
     return &t;
   }
@@ -2860,6 +2972,47 @@ class FakeHost {
     for (auto& [fn, user] : due) fn(user);
     return due.size();
   }
+  /**
+   * Raises a mailbox event (ABI 1.3) as posternd's store would after a
+   * committed change: every subscriber whose mask has the event's kind is
+   * called, on this thread, in subscription order. MemoryMailStore does not
+   * raise events by itself. @return the callbacks run.
+   */
+  size_t raise_mailbox_event(const MailboxEvent& ev) {
+    std::vector<std::pair<postern_mbox_event_cb, void*>> due;
+    {
+      std::lock_guard lock(core_->mu);
+      for (const auto& [id, sub] : core_->mailbox_subs)
+        if ((sub.mask & (1u << static_cast<uint32_t>(ev.kind))) != 0) due.emplace_back(sub.fn, sub.user);
+    }
+    postern_mbox_event_t out{};
+    out.struct_size = sizeof out;
+    out.kind = static_cast<uint32_t>(ev.kind);
+    out.account = detail::str(ev.account);
+    out.folder = detail::str(ev.folder);
+    out.target_folder = detail::str(ev.target_folder);
+    out.actor = detail::str(ev.actor);
+    out.uidvalidity = ev.uidvalidity;
+    out.target_uidvalidity = ev.target_uidvalidity;
+    out.uids = ev.uids.empty() ? nullptr : ev.uids.data();
+    out.uid_count = ev.uids.size();
+    out.target_uids = ev.target_uids.size() == ev.uids.size() && !ev.target_uids.empty() ? ev.target_uids.data()
+                                                                                        : nullptr;
+    out.size = ev.size;
+    for (auto& [fn, user] : due) fn(user, &out);
+    return due.size();
+  }
+  /** Mailbox-event subscriptions now held by loaded plugins. */
+  size_t mailbox_subscriptions() const {
+    std::lock_guard lock(core_->mu);
+    return core_->mailbox_subs.size();
+  }
+  /** Simulates a host without a mailbox store: mbox_events_subscribe returns 0 (for later calls). */
+  void set_mailbox_events_available(bool yes) {
+    std::lock_guard lock(core_->mu);
+    core_->mailbox_events_available = yes;
+  }
+
   /** Simulates a host without a scheduler: cron_add returns 0 (for later calls). */
   void set_cron_available(bool yes) {
     std::lock_guard lock(core_->mu);
