@@ -3,6 +3,7 @@
 
 #include "core/plugin/host_internal.hpp"
 #include "core/plugin/host_api_v12.hpp"
+#include "core/plugin/host_api_v13.hpp"
 
 #include "core/dns/resolver.hpp"
 #include "core/event/chain.hpp"
@@ -669,6 +670,10 @@ const postern_host_api_v1_t kHostApi = {
     &abi12::mbox_open_folder,
     &abi12::view_refresh,
     &abi12::view_release,
+    // ABI 1.3: outbound connections and message injection
+    &abi13::stream_connect,
+    &abi13::stream_connect_cancel,
+    &abi13::inject,
 };
 
 // Line numbers: pugixml gives offsets; the manifest's Diagnostics maps them.

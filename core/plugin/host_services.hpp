@@ -27,6 +27,12 @@ class MailStore;
 namespace postern::core::tls {
 class TlsContext;
 }
+namespace postern::core::queue {
+class Spool;
+}
+namespace boost::asio::ssl {
+class context;
+}
 
 namespace postern::core::plugin {
 
@@ -41,6 +47,10 @@ struct HostServices {
   std::shared_ptr<mailstore::MailStore> store;      // mbox_*, view_*
   std::shared_ptr<tls::TlsContext> tls;           // STARTTLS and implicit TLS on service listeners
   std::string server_name;                        // POSTERN_STREAM_SERVER_NAME
+  // ABI 1.3; each may be null: stream_connect with TLS fails (TLS_FAILED) /
+  // inject answers UNAVAILABLE.
+  std::shared_ptr<boost::asio::ssl::context> client_tls;  // tls::make_client_context()
+  queue::Spool* spool = nullptr;                          // inject; outlives every plugin
   std::function<int64_t()> now_ms = [] {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())
