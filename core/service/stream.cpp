@@ -5,6 +5,7 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/write.hpp>
 
 #include <fmt/format.h>
@@ -178,7 +179,8 @@ void postern_stream::handshake() {
     // Outbound (ABI 1.3): SNI only for a name (RFC 6066 §3), verification
     // against the name or the IP literal.
     boost::system::error_code ec;
-    const bool is_ip = !net::ip::make_address(client->server_name, ec) && !ec;
+    (void)net::ip::make_address(client->server_name, ec);
+    const bool is_ip = !ec;
     if (!client->server_name.empty() && !is_ip)
       SSL_set_tlsext_host_name(tls_->native_handle(), client->server_name.c_str());
     if (client->verify) {

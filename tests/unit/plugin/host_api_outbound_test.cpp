@@ -20,7 +20,9 @@
 #include <gtest/gtest.h>
 #include <pugixml.hpp>
 
+#include <array>
 #include <chrono>
+#include <future>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -99,10 +101,20 @@ class EchoServer {
       : acceptor_(io, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0)), tls_(tls), silent_(silent) {
     accept();
   }
-  uint16_t port() const { return acceptor_.local_endpoint().port(); }
-  void stop() {
-    net::post(acceptor_.get_executor(), [this] { acceptor_.close(); });
+  /** Closes the acceptor and every connection on the I/O thread, and waits for it. */
+  ~EchoServer() {
+    std::promise<void> done;
+    net::post(acceptor_.get_executor(), [&] {
+      boost::system::error_code ec;
+      acceptor_.close(ec);
+      for (auto& s : held_) s->close(ec);
+      done.set_value();
+    });
+    done.get_future().wait();
   }
+  EchoServer(const EchoServer&) = delete;
+  EchoServer& operator=(const EchoServer&) = delete;
+  uint16_t port() const { return acceptor_.local_endpoint().port(); }
 
  private:
   void accept() {
@@ -223,6 +235,20 @@ class HostApiOutboundTest : public ::testing::Test {
   postern_host_t host_{};
   const postern_host_api_v1_t* api_ = nullptr;
 };
+
+// abi-policy.md: 1.3 only appends; the block's three members follow the 1.2
+// table in order (other 1.3 blocks may sit between them and view_release).
+TEST(AbiOutboundLayoutTest, MembersAreAppendedAfterTheAbi12Table) {
+  EXPECT_GT(offsetof(postern_host_api_v1_t, stream_connect), offsetof(postern_host_api_v1_t, view_release));
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, stream_connect_cancel),
+            offsetof(postern_host_api_v1_t, stream_connect) + sizeof(void*));
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, inject),
+            offsetof(postern_host_api_v1_t, stream_connect_cancel) + sizeof(void*));
+  EXPECT_EQ(host_api()->struct_size, sizeof(postern_host_api_v1_t));
+  EXPECT_NE(host_api()->stream_connect, nullptr);
+  EXPECT_NE(host_api()->stream_connect_cancel, nullptr);
+  EXPECT_NE(host_api()->inject, nullptr);
+}
 
 TEST_F(HostApiOutboundTest, ConnectsToAnEchoServerAndGetsTheEchoBack) {
   EchoServer echo(io_);
