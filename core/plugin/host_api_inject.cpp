@@ -147,6 +147,9 @@ postern_status_t inject(postern_host_t* host, const postern_inject_request_t* rq
   }
   env.queue_id = services.spool->new_queue_id();
   env.received_at = std::chrono::system_clock::now();
+  // A local origin, as the queue's own DSNs record it (queue/dsn.cpp).
+  env.peer = "127.0.0.1";
+  env.helo = services.server_name.empty() ? std::string("localhost") : services.server_name;
   env.origin = "plugin";
   env.injected_by = p->name();
   env.smtputf8 = utf8;
