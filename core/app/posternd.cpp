@@ -213,6 +213,13 @@ class Daemon {
     }
     services_.tls = tls_;
     services_.server_name = m.server_name;
+    // ABI 1.3: plugins' outbound TLS and message injection.
+    services_.spool = spool_.get();
+    try {
+      services_.client_tls = tls::make_client_context();
+    } catch (const std::exception& e) {
+      log::warn("main", "no client TLS for plugins' outbound connections: {}", e.what());
+    }
 
     install_chain(gen_.manifest);
     std::atomic_store(&manifest_, gen_.manifest);

@@ -67,16 +67,6 @@ MxSet order_mx(const std::vector<std::string>& records, std::mt19937& rng) {
   return set;
 }
 
-std::shared_ptr<net::ssl::context> make_client_tls_context() {
-  auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_client);
-  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
-  ctx->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_compression |
-                   SSL_OP_NO_RENEGOTIATION);
-  boost::system::error_code ec;
-  ctx->set_default_verify_paths(ec);  // without a store, verification fails closed
-  return ctx;
-}
-
 namespace {
 
 constexpr size_t kMaxReplyLine = 4096;
@@ -348,7 +338,7 @@ class AttemptRun {
 class SmtpClient : public std::enable_shared_from_this<SmtpClient> {
  public:
   SmtpClient(net::io_context& io, dns::Resolver& resolver, const DeliveryConfig& cfg, std::string server_name)
-      : io_(io), resolver_(resolver), opt_(cfg.client), tls_(make_client_tls_context()),
+      : io_(io), resolver_(resolver), opt_(cfg.client), tls_(tls::make_client_context()),
         rng_(std::random_device{}()) {
     helo_ = opt_.helo_name.empty() ? std::move(server_name) : opt_.helo_name;
     if (helo_.empty()) helo_ = "localhost";

@@ -31,11 +31,4 @@ struct MxSet {
  */
 MxSet order_mx(const std::vector<std::string>& records, std::mt19937& rng);
 
-/**
- * The client-side TLS context: TLS 1.2 minimum, the system trust store loaded
- * (used only when a hop asks for verification), no compression, no renegotiation.
- * @throws boost::system::system_error when OpenSSL cannot create it.
- */
-std::shared_ptr<boost::asio::ssl::context> make_client_tls_context();
-
 }  // namespace postern::core::delivery

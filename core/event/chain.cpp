@@ -137,6 +137,7 @@ void Chain::add(std::unique_ptr<plugin::LoadedPlugin> p, std::chrono::millisecon
 
 Outcome Chain::run_sync(Stage stage, EventData& ev) const {
   for (const HookSlot& slot : subscribers(stage)) {
+    if (ev.skips(slot.plugin->name())) continue;
     postern_event pev;
     postern_hook_result_t res{};
     const postern_verdict_t v = call_hook(slot, stage, ev, pev, res);
@@ -165,6 +166,7 @@ boost::asio::awaitable<Outcome> Chain::run(Stage stage, EventData& ev) const {
   // keeps every plugin's code loaded until the stage is over.
   const auto& slots = subscribers(stage);
   for (const HookSlot& slot : slots) {
+    if (ev.skips(slot.plugin->name())) continue;
     postern_event pev;
     postern_hook_result_t res{};
     const postern_verdict_t v = call_hook(slot, stage, ev, pev, res);

@@ -138,6 +138,16 @@ struct EventData {
   Transaction* transaction = nullptr;  // may be null (connect, helo, disconnect)
   std::string command;                 // the raw command line of this stage
   std::string current_rcpt;            // rcpt_to: the address being checked
+  /** Plugins whose hooks this event skips: the skip list of an injected
+   *  message (ABI 1.3 inject); "*" skips every plugin. */
+  std::vector<std::string> skip_plugins;
+
+  bool skips(std::string_view plugin) const {
+    for (const std::string& s : skip_plugins) {
+      if (s == "*" || s == plugin) return true;
+    }
+    return false;
+  }
 };
 
 }  // namespace postern::core::event

@@ -751,6 +751,10 @@ const postern_host_api_v1_t kHostApi = {
     &pending_rcpt_remove,
     &abi13::mbox_events_subscribe,
     &abi13::mbox_events_unsubscribe,
+    // ABI 1.3: outbound connections and message injection
+    &abi13::stream_connect,
+    &abi13::stream_connect_cancel,
+    &abi13::inject,
 };
 
 // Line numbers: pugixml gives offsets; the manifest's Diagnostics maps them.

@@ -136,6 +136,8 @@ struct postern_event {
 namespace postern::core::plugin {
 /** Completes an outstanding DNS query with CANCELLED (unload). */
 void cancel_dns_call(const DnsCall& call);
+/** Completes a connect taken out of Outstanding::connects with CANCELLED and stops its I/O (unload). */
+void cancel_connect_call(ConnectCall& call);
 /** Applies the symbols added during a hook that ran without a transaction to the session. */
 void add_symbol(event::EventData& ev, event::Symbol symbol);
 }  // namespace postern::core::plugin

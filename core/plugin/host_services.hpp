@@ -27,6 +27,12 @@ class MailStore;
 namespace postern::core::tls {
 class TlsContext;
 }
+namespace postern::core::queue {
+class Spool;
+}
+namespace boost::asio::ssl {
+class context;
+}
 
 namespace postern::core::plugin {
 
@@ -45,6 +51,10 @@ struct HostServices {
   // ABI 1.3: mailbox events (mbox_events_subscribe); null: subscribing answers 0.
   std::shared_ptr<MailboxEventBus> mailbox_events;
   std::string server_name;                        // POSTERN_STREAM_SERVER_NAME
+  // ABI 1.3; each may be null: stream_connect with TLS fails (TLS_FAILED) /
+  // inject answers UNAVAILABLE.
+  std::shared_ptr<boost::asio::ssl::context> client_tls;  // tls::make_client_context()
+  queue::Spool* spool = nullptr;                          // inject; outlives every plugin
   std::function<int64_t()> now_ms = [] {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())

@@ -126,11 +126,17 @@ bool LoadedPlugin::quiesce() {
   // strand, and their callbacks are plugin code that must finish before the
   // rest of the plugin is taken down.
   std::vector<std::function<void()>> end_streams;
+  std::unordered_map<uint64_t, std::shared_ptr<ConnectCall>> connects;
   {
     std::lock_guard lock(outstanding_->mutex);
     outstanding_->streams_closed = true;
     for (auto& [id, end] : outstanding_->streams) end_streams.push_back(end);
+    connects.swap(outstanding_->connects);
   }
+  // Outbound connects still in progress (ABI 1.3): on_connected(CANCELLED)
+  // here, once; a connect that completes later finds no entry and is dropped.
+  for (auto& [id, call] : connects) cancel_connect_call(*call);
+  connects.clear();
   for (auto& end : end_streams) end();
   end_streams.clear();
   {

@@ -39,6 +39,7 @@ namespace postern::core::plugin {
 
 struct TimerState;
 struct DnsCall;
+struct ConnectCall;
 
 /**
  * One stream_post call not yet run (ABI 1.2): it runs exactly once, on the
@@ -85,6 +86,12 @@ struct Outstanding {
    */
   std::unordered_map<uint64_t, std::function<void()>> streams;
   bool streams_closed = false;  // unloading: no new stream is admitted
+  /**
+   * stream_connect calls whose on_connected has not run (ABI 1.3). Whoever
+   * erases an entry runs its callback (host_api_connect.cpp); unload takes
+   * them all and completes them with CANCELLED before ending the streams.
+   */
+  std::unordered_map<uint64_t, std::shared_ptr<ConnectCall>> connects;
   size_t in_flight = 0;  // queued work items + callbacks running in plugin code
   bool closed = false;
 

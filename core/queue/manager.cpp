@@ -598,6 +598,10 @@ struct QueueManager::Impl : std::enable_shared_from_this<Impl> {
     sd->ev.transaction = &sd->txn;
     sd->ev.command = std::move(command);
     if (!sd->txn.recipients.empty()) sd->ev.current_rcpt = sd->txn.recipients.front();
+    // ABI 1.3 inject: the skip list recorded in the spool file, and the tag
+    // that tells an autoreply the message came from a plugin.
+    sd->ev.skip_plugins = m.env.skip_filters;
+    if (!m.env.injected_by.empty()) sd->session.tags.emplace(POSTERN_TAG_INJECTED, m.env.injected_by);
     return sd;
   }
 

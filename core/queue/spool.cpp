@@ -5,6 +5,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -143,6 +144,18 @@ std::string Spool::format_envelope(const Envelope& env, size_t message_size) {
   if (!env.origin.empty()) {
     check_field("origin", env.origin);
     out += fmt::format("origin: {}\n", env.origin);
+  }
+  if (!env.injected_by.empty()) {
+    check_field("injected-by", env.injected_by);
+    out += fmt::format("injected-by: {}\n", env.injected_by);
+  }
+  if (!env.skip_filters.empty()) {
+    for (const auto& f : env.skip_filters) {
+      check_field("skip-filters", f);
+      if (f.empty() || f.find_first_of(", ") != std::string::npos)
+        throw std::invalid_argument("spool: a skip-filters name is empty or contains a comma or space");
+    }
+    out += fmt::format("skip-filters: {}\n", fmt::join(env.skip_filters, ","));
   }
   for (const auto& r : env.recipients) {
     check_field("rcpt", r.address);
@@ -400,6 +413,14 @@ std::optional<Envelope> parse_header(const std::string& content, size_t& pos, st
     else if (key == "ret") env.ret = value;
     else if (key == "envid") env.envid = value;
     else if (key == "origin") env.origin = value;
+    else if (key == "injected-by") env.injected_by = value;
+    else if (key == "skip-filters") {
+      for (size_t b = 0; b < value.size();) {
+        size_t e = std::min(value.find(',', b), value.size());
+        if (e > b) env.skip_filters.emplace_back(value.substr(b, e - b));
+        b = e + 1;
+      }
+    }
     else if (key == "size") size = std::stoull(std::string(value));
     else if (key == "rcpt") {
       // "<addr> notify=X orcpt=Y"; the address cannot contain "> " unquoted but

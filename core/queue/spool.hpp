@@ -55,6 +55,10 @@ struct Envelope {
    *  notification), "double-bounce" (a failed DSN reported to the postmaster),
    *  "resend" (posternctl queue resend). Written only when not empty. */
   std::string origin;
+  /** origin "plugin" (ABI 1.3 inject): the manifest name of the injecting plugin. */
+  std::string injected_by;
+  /** Plugins whose queue-side hooks this message skips ("*": all); inject's skip list. */
+  std::vector<std::string> skip_filters;
 };
 
 /** A spool file read back (queue manager, tests, posternctl queue show). */

@@ -5,11 +5,16 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/write.hpp>
 
 #include <fmt/format.h>
 
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cstring>
 
 namespace postern::core::service {
 
@@ -56,12 +61,22 @@ std::string printable_ip(const net::ip::address& a) {
   return a.to_string();
 }
 
+/** The IP endpoint inside a generic one; nullopt for a Unix-domain socket. */
+std::optional<net::ip::tcp::endpoint> ip_endpoint(const net::generic::stream_protocol::endpoint& g) {
+  if (g.protocol().family() != AF_INET && g.protocol().family() != AF_INET6) return std::nullopt;
+  net::ip::tcp::endpoint ep;
+  if (g.size() > ep.capacity()) return std::nullopt;
+  std::memcpy(ep.data(), g.data(), g.size());
+  ep.resize(g.size());
+  return ep;
+}
+
 // A huge timeout ("never") must not overflow the timer's clock.
 constexpr std::chrono::milliseconds kMaxTimeout{uint64_t{1} << 40};
 
 }  // namespace
 
-postern_stream::postern_stream(Strand strand, tcp::socket socket,
+postern_stream::postern_stream(Strand strand, Socket socket,
                                std::shared_ptr<const service::ListenerInfo> listener, service::Provider provider,
                                std::string session_id)
     : strand_(std::move(strand)),
@@ -72,13 +87,16 @@ postern_stream::postern_stream(Strand strand, tcp::socket socket,
       handshake_timer_(strand_),
       idle_timeout_(listener_->idle_timeout) {
   boost::system::error_code ec;
-  const auto remote = socket_.remote_endpoint(ec);
-  const auto local = socket_.local_endpoint(ec);
   props_[POSTERN_STREAM_SESSION_ID] = std::move(session_id);
-  props_[POSTERN_STREAM_PEER_IP] = printable_ip(remote.address());
-  props_[POSTERN_STREAM_PEER_PORT] = std::to_string(remote.port());
-  props_[POSTERN_STREAM_LOCAL_IP] = printable_ip(local.address());
-  props_[POSTERN_STREAM_LOCAL_PORT] = std::to_string(local.port());
+  // A Unix-domain socket (outbound streams) has no addresses: left empty.
+  if (auto remote = ip_endpoint(socket_.remote_endpoint(ec)); remote && !ec) {
+    props_[POSTERN_STREAM_PEER_IP] = printable_ip(remote->address());
+    props_[POSTERN_STREAM_PEER_PORT] = std::to_string(remote->port());
+  }
+  if (auto local = ip_endpoint(socket_.local_endpoint(ec)); local && !ec) {
+    props_[POSTERN_STREAM_LOCAL_IP] = printable_ip(local->address());
+    props_[POSTERN_STREAM_LOCAL_PORT] = std::to_string(local->port());
+  }
   props_[POSTERN_STREAM_LISTENER] = listener_->name;
   props_[POSTERN_STREAM_PROTOCOL] = listener_->protocol;
   props_[POSTERN_STREAM_TLS_MODE] = std::string(postern::core::config::tls_mode_name(listener_->tls_mode));
@@ -119,7 +137,7 @@ void postern_stream::start(std::function<void(postern_stream*)> on_end) {
       return;
     }
     if (self->listener_->tls_mode == postern::core::config::TlsMode::Implicit) {
-      if (!self->listener_->tls) {
+      if (!self->listener_->tls && !self->listener_->client) {
         plog::warn("service", "session={} listener={} implicit TLS without a certificate", self->session_id(),
                   self->listener_->name);
         self->finish(POSTERN_CLOSE_TLS_FAILED);
@@ -155,7 +173,23 @@ void postern_stream::handshake() {
     reading_ = false;
   }
   ++read_gen_;
-  tls_.emplace(std::move(socket_), listener_->tls->context());
+  const service::ClientTls* client = listener_->client.get();
+  tls_.emplace(std::move(socket_), client != nullptr ? *client->context : listener_->tls->context());
+  if (client != nullptr) {
+    // Outbound (ABI 1.3): SNI only for a name (RFC 6066 §3), verification
+    // against the name or the IP literal.
+    boost::system::error_code ec;
+    (void)net::ip::make_address(client->server_name, ec);
+    const bool is_ip = !ec;
+    if (!client->server_name.empty() && !is_ip)
+      SSL_set_tlsext_host_name(tls_->native_handle(), client->server_name.c_str());
+    if (client->verify) {
+      tls_->set_verify_mode(net::ssl::verify_peer);
+      tls_->set_verify_callback(net::ssl::host_name_verification(client->server_name));
+    } else {
+      tls_->set_verify_mode(net::ssl::verify_none);
+    }
+  }
   handshake_timer_.expires_after(listener_->handshake_timeout);
   handshake_timer_.async_wait([self = StreamPtr(this)](const boost::system::error_code& ec) {
     if (ec || !self->handshaking_ || self->finished_) return;
@@ -163,7 +197,7 @@ void postern_stream::handshake() {
     boost::system::error_code ignored;
     self->lowest().close(ignored);
   });
-  tls_->async_handshake(net::ssl::stream_base::server, [self = StreamPtr(this)](const boost::system::error_code& ec) {
+  tls_->async_handshake(client != nullptr ? net::ssl::stream_base::client : net::ssl::stream_base::server, [self = StreamPtr(this)](const boost::system::error_code& ec) {
     self->on_handshake(ec);
   });
 }
@@ -173,8 +207,8 @@ void postern_stream::on_handshake(const boost::system::error_code& ec) {
   handshake_timer_.cancel();
   if (finished_) return;
   if (ec) {
-    plog::info("service", "session={} peer={} TLS handshake failed: {}", session_id(), peer_ip(),
-              timed_out_handshake_ ? std::string("timeout") : ec.message());
+    handshake_error_ = timed_out_handshake_ ? std::string("timeout") : ec.message();
+    plog::info("service", "session={} peer={} TLS handshake failed: {}", session_id(), peer_ip(), handshake_error_);
     finish(POSTERN_CLOSE_TLS_FAILED);
     return;
   }
@@ -258,7 +292,7 @@ void postern_stream::arm_read() {
     tls_->async_read_some(net::buffer(rbuf_), [self = StreamPtr(this), gen](const boost::system::error_code& ec,
                                                                             size_t n) { self->on_tls_read(gen, ec, n); });
   } else {
-    socket_.async_wait(tcp::socket::wait_read, [self = StreamPtr(this), gen](const boost::system::error_code& ec) {
+    socket_.async_wait(Socket::wait_read, [self = StreamPtr(this), gen](const boost::system::error_code& ec) {
       self->on_readable(gen, ec);
     });
   }
@@ -520,6 +554,7 @@ void postern_stream::close_requested() {
 void postern_stream::finish(postern_close_reason_t reason) {
   if (finished_) return;
   finished_ = true;
+  end_reason_ = reason;
   {
     std::lock_guard lock(mu_);
     state_ = State::Closed;
@@ -634,7 +669,9 @@ postern_status_t postern_stream::starttls() {
     if (state_ != State::Open || tls_pending_ || !tls_protocol_.empty()) return POSTERN_ERR_UNAVAILABLE;
   }
   if (!on_strand()) return POSTERN_ERR_INVALID;
-  if (!listener_->tls || listener_->tls_mode != postern::core::config::TlsMode::StartTls || tls_ || handshaking_) {
+  const bool can = listener_->client ? listener_->tls_mode == postern::core::config::TlsMode::None
+                                     : listener_->tls && listener_->tls_mode == postern::core::config::TlsMode::StartTls;
+  if (!can || tls_ || handshaking_) {
     return POSTERN_ERR_UNAVAILABLE;
   }
   {

@@ -16,6 +16,7 @@
 
 #include <postern/abi/v1/postern_abi.h>
 
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
@@ -43,6 +44,17 @@ namespace postern::core::service {
 
 using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
 
+/**
+ * TLS of an outbound stream (ABI 1.3, stream_connect): handshakes run as the
+ * client, with SNI and, unless `verify` is off, the peer's certificate
+ * checked against the trust store and `server_name`.
+ */
+struct ClientTls {
+  std::shared_ptr<boost::asio::ssl::context> context;  // tls::make_client_context()
+  std::string server_name;  // SNI and verified name; an IP literal is verified but not sent as SNI
+  bool verify = true;
+};
+
 /** Settings of one service listener, shared (immutable) by its streams. */
 struct ListenerInfo {
   std::string name;      // the manifest's listener name
@@ -54,6 +66,7 @@ struct ListenerInfo {
   std::chrono::milliseconds idle_timeout{std::chrono::minutes(30)};  // 0 = never
   std::chrono::milliseconds handshake_timeout{std::chrono::seconds(30)};
   size_t max_connections = 1000;
+  std::shared_ptr<const ClientTls> client;  // set for an outbound stream: TLS as the client
 };
 
 /**
@@ -84,8 +97,10 @@ struct postern_stream {
   using Clock = std::chrono::steady_clock;
   using tcp = boost::asio::ip::tcp;
   using Strand = postern::core::service::Strand;
+  /** TCP (served or outbound) or a Unix-domain socket (outbound). */
+  using Socket = boost::asio::generic::stream_protocol::socket;
 
-  postern_stream(Strand strand, tcp::socket socket, std::shared_ptr<const postern::core::service::ListenerInfo> listener,
+  postern_stream(Strand strand, Socket socket, std::shared_ptr<const postern::core::service::ListenerInfo> listener,
                  postern::core::service::Provider provider, std::string session_id);
   ~postern_stream();
   postern_stream(const postern_stream&) = delete;
@@ -118,6 +133,12 @@ struct postern_stream {
 
   const std::string& session_id() const { return props_[POSTERN_STREAM_SESSION_ID]; }
   const std::string& peer_ip() const { return props_[POSTERN_STREAM_PEER_IP]; }
+  /** Why the stream ended; valid in the on_end function. */
+  postern_close_reason_t end_reason() const { return end_reason_; }
+  /** Whether the TLS handshake ran out of time (on_end after TLS_FAILED). */
+  bool handshake_timed_out() const { return timed_out_handshake_; }
+  /** The TLS handshake's error text, empty if none (on_end after TLS_FAILED). */
+  const std::string& handshake_error() const { return handshake_error_; }
 
   std::atomic<int> refs{1};  // the host's reference, dropped when the stream ended
 
@@ -125,7 +146,7 @@ struct postern_stream {
   using StreamPtr = boost::intrusive_ptr<postern_stream>;
   enum class State { Starting, Open, Closing, Closed };
 
-  tcp::socket& lowest() { return tls_ ? tls_->next_layer() : socket_; }
+  Socket& lowest() { return tls_ ? tls_->next_layer() : socket_; }
   bool on_strand() const { return strand_.running_in_this_thread(); }
 
   void handshake();
@@ -168,8 +189,8 @@ struct postern_stream {
   // Strand only.
   postern::core::service::Provider provider_;
   std::function<void(postern_stream*)> on_end_;
-  tcp::socket socket_;
-  std::optional<boost::asio::ssl::stream<tcp::socket>> tls_;
+  Socket socket_;
+  std::optional<boost::asio::ssl::stream<Socket>> tls_;
   boost::asio::steady_timer idle_timer_;
   boost::asio::steady_timer handshake_timer_;
   std::vector<uint8_t> rbuf_;      // TLS reads (allocated with the first one)
@@ -196,6 +217,8 @@ struct postern_stream {
   bool finished_ = false;
   bool timed_out_handshake_ = false;
   bool registered_ = false;
+  postern_close_reason_t end_reason_ = POSTERN_CLOSE_SHUTDOWN;
+  std::string handshake_error_;
 };
 
 void intrusive_ptr_add_ref(postern_stream* s);

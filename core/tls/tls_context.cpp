@@ -185,4 +185,14 @@ int TlsContext::on_servername(SSL* ssl, int* /*alert*/, void* arg) {
   return SSL_TLSEXT_ERR_OK;
 }
 
+std::shared_ptr<boost::asio::ssl::context> make_client_context() {
+  auto ctx = std::make_shared<boost::asio::ssl::context>(boost::asio::ssl::context::tls_client);
+  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+  ctx->set_options(boost::asio::ssl::context::default_workarounds | boost::asio::ssl::context::no_compression |
+                   SSL_OP_NO_RENEGOTIATION);
+  boost::system::error_code ec;
+  ctx->set_default_verify_paths(ec);  // without a store, verification fails closed
+  return ctx;
+}
+
 }  // namespace postern::core::tls

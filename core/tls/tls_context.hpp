@@ -35,6 +35,16 @@ enum class KeyType { Rsa2048, P256 };
 void generate_self_signed(const std::filesystem::path& cert_file, const std::filesystem::path& key_file,
                           const std::vector<std::string>& names, KeyType type = KeyType::P256);
 
+/**
+ * The client-side TLS context shared by every outbound connection (delivery's
+ * SMTP client, plugins' stream_connect): TLS 1.2 minimum, the system trust
+ * store loaded (used only when a connection asks for verification), no
+ * compression, no renegotiation. Verification mode and name are set per
+ * connection.
+ * @throws boost::system::system_error when OpenSSL cannot create it.
+ */
+std::shared_ptr<boost::asio::ssl::context> make_client_context();
+
 class TlsContext {
  public:
   /**

@@ -90,6 +90,20 @@ TEST(AbiLockTest, Version11MembersAreAppended) {
 
 // v1.2 appended the service, directory and mailbox functions after
 // event_tag_get, new status codes after POSTERN_ERR_FAILED, and new types.
+TEST(AbiLockTest, Version13MembersAreAppended) {
+  // Three 1.3 blocks, in this order, after view_release (the last 1.2 member).
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, command_register), 16u + 78 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, command_complete), 16u + 79 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, pending_header_add), 16u + 80 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, pending_rcpt_remove), 16u + 84 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, mbox_events_subscribe), 16u + 85 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, mbox_events_unsubscribe), 16u + 86 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, stream_connect), 16u + 87 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, stream_connect_cancel), 16u + 88 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, inject), 16u + 89 * 8u);
+  EXPECT_EQ(sizeof(postern_host_api_v1_t), 16u + 90 * 8u);
+}
+
 TEST(AbiLockTest, Version12MembersAreAppended) {
   EXPECT_EQ(offsetof(postern_host_api_v1_t, event_tag_get), 16u + 41 * 8u);
   EXPECT_EQ(offsetof(postern_host_api_v1_t, service_register), 16u + 42 * 8u);
@@ -97,7 +111,7 @@ TEST(AbiLockTest, Version12MembersAreAppended) {
   EXPECT_EQ(offsetof(postern_host_api_v1_t, last_error), 16u + 54 * 8u);
   EXPECT_EQ(offsetof(postern_host_api_v1_t, mbox_open), 16u + 57 * 8u);
   EXPECT_EQ(offsetof(postern_host_api_v1_t, view_release), 16u + 77 * 8u);
-  EXPECT_EQ(sizeof(postern_host_api_v1_t), 16u + 78 * 8u);
+  EXPECT_GE(sizeof(postern_host_api_v1_t), 16u + 78 * 8u);  // 1.3 appends after view_release
   EXPECT_EQ(POSTERN_ERR_FAILED, 4);
   EXPECT_EQ(POSTERN_ERR_TEMPORARY, 10);
   EXPECT_EQ(offsetof(postern_service_v1_t, on_close), 40u);

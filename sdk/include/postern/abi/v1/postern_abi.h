@@ -611,6 +611,92 @@ typedef struct postern_command_value {
  */
 typedef void (*postern_command_cb)(void* user_plugin_ptr, const postern_command_value_t* args, size_t arg_count,
                                    postern_command_reply_t* reply);
+/* --- added in ABI 1.3: outbound connections and message injection (types) */
+
+/**
+ * How stream_connect ended (ABI 1.3), passed to postern_connect_cb as a
+ * uint32_t. Append-only.
+ */
+typedef enum postern_connect_status {
+  POSTERN_CONNECT_OK = 0,          /* connected (and TLS up when asked for) */
+  POSTERN_CONNECT_REFUSED = 1,     /* the peer refused: nothing listens on the port or the Unix socket */
+  POSTERN_CONNECT_TIMEOUT = 2,     /* resolution, connect and TLS handshake took longer than timeout_ms */
+  POSTERN_CONNECT_DNS_FAILED = 3,  /* the host name has no address (NXDOMAIN, NODATA, DNS error) */
+  POSTERN_CONNECT_TLS_FAILED = 4,  /* the TLS handshake or the certificate check failed */
+  POSTERN_CONNECT_UNREACHABLE = 5, /* any other network error (unreachable, reset, no such socket file) */
+  POSTERN_CONNECT_CANCELLED = 6    /* stream_connect_cancel, the plugin unloading or posternd stopping */
+} postern_connect_status_t;
+
+/** Bits of postern_connect_options_t.flags. */
+#define POSTERN_CONNECT_TLS 0x1u           /* TLS handshake right after the connect (implicit TLS) */
+#define POSTERN_CONNECT_TLS_NO_VERIFY 0x2u /* TLS without checking the peer's certificate and name */
+
+/**
+ * Where stream_connect connects (ABI 1.3). The plugin zero-fills it, sets
+ * struct_size and fills what it needs (zero members take the defaults).
+ * OWNERSHIP: the plugin's; the host copies it before stream_connect returns.
+ */
+typedef struct postern_connect_options {
+  uint32_t struct_size;
+  uint32_t flags;           /* POSTERN_CONNECT_* */
+  postern_str_t host;       /* a host name (resolved by the host's resolver; "localhost"
+                             * is the loopback), an IPv4 or an IPv6 literal ("::1" or "[::1]") */
+  uint32_t port;            /* 1..65535 with `host` */
+  uint32_t timeout_ms;      /* the whole connect: resolution, TCP, TLS handshake; 0 = 30 s */
+  postern_str_t unix_path;  /* instead of host:port: a Unix-domain stream socket */
+  postern_str_t tls_name;   /* TLS: the SNI and the name the certificate must match;
+                             * empty = `host` (no SNI for an IP literal) */
+} postern_connect_options_t;
+
+/**
+ * The outcome of stream_connect (ABI 1.3); called exactly once.
+ * With POSTERN_CONNECT_OK, `stream` is the new connection, borrowed as in
+ * on_open (stream_retain keeps it), and the return value is the plugin's
+ * connection state passed to every later on_data / on_tls / on_drain /
+ * on_close of the callback table given to stream_connect; NULL closes the
+ * stream at once (on_close is then not called). Otherwise `stream` is NULL,
+ * `detail` says why in one line, and the return value is ignored.
+ * OWNERSHIP: `detail` is the host's. LIFETIME: `detail` only during the call.
+ * THREADING: OK on the new stream's strand (its callbacks follow there);
+ *   a failure on an I/O thread, or on the unloading thread when the plugin
+ *   goes (CANCELLED) before on_destroy.
+ */
+typedef void* (*postern_connect_cb)(void* user_plugin_ptr, uint32_t status, postern_stream_t* stream,
+                                    postern_str_t detail);
+
+/**
+ * A message to inject into the queue (ABI 1.3). OWNERSHIP: the plugin's;
+ * the host copies everything before inject returns.
+ */
+typedef struct postern_inject_request {
+  uint32_t struct_size;
+  uint32_t flags;                    /* reserved: 0 */
+  postern_str_t mail_from;           /* reverse-path without <>; empty = the null sender <> */
+  const postern_str_t* recipients;   /* 1..1000 addresses without <> */
+  size_t recipient_count;
+  postern_bytes_t message;           /* RFC 5322 octets, CRLF or LF line ends, no dot-stuffing */
+  const postern_str_t* skip_filters; /* manifest names of plugins whose hooks this message
+                                      * skips in the queue ("*": every plugin); may be NULL */
+  size_t skip_filter_count;
+} postern_inject_request_t;
+
+/**
+ * The outcome of inject (ABI 1.3); called exactly once. `status` is a
+ * postern_status_t: POSTERN_OK with `text` = the queue id once the message is
+ * durable in the spool; else the error and a one-line reason in `text`.
+ * OWNERSHIP: host. LIFETIME: `text` only during the call.
+ * THREADING: a worker-pool thread; unload waits for it (it runs before
+ *   on_destroy).
+ */
+typedef void (*postern_inject_cb)(void* user_plugin_ptr, uint32_t status, postern_str_t text);
+
+/**
+ * Session tag (event_tag_get, ABI 1.3) on the queue's events (delivery
+ * stage, delivered/deferred/bounced) of a message a plugin injected: the
+ * value is the injecting plugin's name. An autoreply plugin skips such mail
+ * (RFC 3834 §2: never answer automatic mail).
+ */
+#define POSTERN_TAG_INJECTED "postern.injected"
 
 /* ------------------------------------------------------------------------ */
 /* The host API (implemented by posternd, append-only)                       */
@@ -1099,6 +1185,59 @@ typedef struct postern_host_api_v1 {
    * THREADING: any thread, also from inside fn.
    */
   void (*mbox_events_unsubscribe)(postern_host_t* host, uint64_t subscription_id);
+  /* --- added in ABI 1.3: outbound connections and message injection -------- */
+
+  /**
+   * Opens a connection the host owns (TCP to host:port, or a Unix-domain
+   * socket), optionally with TLS, and hands it to the plugin as a stream
+   * driven exactly like a served one: stream_write / stream_close /
+   * stream_pause / stream_post / stream_starttls (a client handshake with the
+   * options' TLS name and verification) and the callbacks of `callbacks`
+   * (on_data and on_close required, on_tls and on_drain optional; on_open
+   * is not used and may be NULL). There is no idle timeout unless the plugin
+   * sets one (stream_set_idle_timeout). Stream properties: PEER_*, LOCAL_*
+   * (empty for a Unix socket), SESSION_ID, LISTENER "outbound", PROTOCOL
+   * "tcp" or "unix", TLS_MODE "implicit" or "none", TLS_*.
+   * `on_connected` runs exactly once (postern_connect_cb), never inside
+   * this call. At unload, pending connects complete with CANCELLED and open
+   * streams end with on_close(SHUTDOWN), all before on_destroy.
+   * OWNERSHIP: `options` and `callbacks` are copied; `user` stays the plugin's.
+   * THREADING: any thread. Never blocks (DNS through the async resolver).
+   * @param connect_id may be NULL; else receives an id for stream_connect_cancel.
+   * @return POSTERN_OK (on_connected will run); POSTERN_ERR_INVALID for bad
+   *   options (no host and no path, both, port 0 or above 65535, a table
+   *   without on_data/on_close); POSTERN_ERR_UNAVAILABLE while unloading or
+   *   in a host without I/O (on_connected is then not called).
+   */
+  postern_status_t (*stream_connect)(postern_host_t* host, const postern_connect_options_t* options,
+                                     const postern_service_v1_t* callbacks, postern_connect_cb on_connected,
+                                     void* user_plugin_ptr, uint64_t* connect_id);
+  /**
+   * Abandons a connect still in progress: on_connected runs with CANCELLED
+   * (unless it ran already). Unknown or settled ids are ignored; an
+   * established stream is closed with stream_close instead.
+   * THREADING: any thread.
+   */
+  void (*stream_connect_cancel)(postern_host_t* host, uint64_t connect_id);
+
+  /**
+   * Submits a new message into the queue, durably (written, fsynced and
+   * renamed into the spool like a message received by SMTP), as a local
+   * origin: no SMTP-stage hook (connect .. data_end) runs for it, the
+   * queue's hooks (delivery stage, delivered/deferred/bounced) skip the
+   * plugins named in `skip_filters`, and they see the session tag
+   * POSTERN_TAG_INJECTED. Delivery then takes the normal path (local mailbox,
+   * relay, DSNs to mail_from). The host prepends a Received: trace field
+   * naming the plugin and normalizes bare LF to CRLF.
+   * OWNERSHIP: `request` is copied; `user` stays the plugin's.
+   * THREADING: any thread; never blocks (the spool writes on the worker pool).
+   * @return POSTERN_OK (done will run exactly once); POSTERN_ERR_INVALID for
+   *   no or too many recipients, an address with spaces, CR, LF, NUL or <>,
+   *   a recipient without '@', an empty message; POSTERN_ERR_UNAVAILABLE
+   *   without a spool or while unloading (done is then not called).
+   */
+  postern_status_t (*inject)(postern_host_t* host, const postern_inject_request_t* request, postern_inject_cb done,
+                             void* user_plugin_ptr);
 } postern_host_api_v1_t;
 
 /* ------------------------------------------------------------------------ */

@@ -77,6 +77,16 @@
  * test's thread and returns a FakeCommandResult, answered() once the plugin
  * completed the reply (possibly later: run_pending_work()).
  *
+ * Outbound connections and injection (ABI 1.3): stream_connect never
+ * touches the network; it records the request (connect_requests()) and the
+ * test plays the peer: accept_connect() answers OK and gives the peer's end
+ * as a FakeStream (send() is what the peer says, take_output() what the
+ * plugin wrote), fail_connect(ConnectStatus::Refused) answers a failure.
+ * stream_connect_cancel answers CANCELLED on run_pending_work(); unload
+ * answers every unanswered connect with CANCELLED. inject records the message
+ * (injected()) with a queue id "fake-<n>" and completes like post_work
+ * (WorkMode); set_inject_failure() makes it fail instead.
+ *
  * Unloading (Loaded::unload(), ~Loaded, ~FakeHost) runs the plugin's queued
  * work, answers its outstanding DNS queries with POSTERN_DNS_CANCELLED, drops
  * its unfired timers (their callbacks run once with fired = 0), then calls on_destroy.
@@ -366,6 +376,29 @@ class FakeResult {
 class FakeHost;
 class Loaded;
 
+/** A message a plugin submitted with inject (ABI 1.3), as FakeHost recorded it. */
+struct InjectedMessage {
+  std::string plugin;
+  std::string queue_id;                   // "fake-1", "fake-2", ...
+  std::string mail_from;                  // "" = the null sender
+  std::vector<std::string> recipients;
+  std::string message;                    // as the plugin gave it
+  std::vector<std::string> skip_filters;
+};
+
+/** A stream_connect the test has not answered yet (ABI 1.3). */
+struct ConnectRequest {
+  uint64_t id = 0;
+  std::string plugin;
+  std::string host;       // empty with unix_path
+  uint16_t port = 0;
+  std::string unix_path;
+  bool tls = false;
+  bool verify = true;
+  std::string tls_name;
+  uint32_t timeout_ms = 0;
+};
+
 namespace detail {
 
 struct WorkItem {
@@ -494,6 +527,16 @@ struct MailHooks {
 
 struct StreamState;
 
+/** One stream_connect: the request and the plugin's callback (ABI 1.3). */
+struct ConnectRec {
+  Slot* slot = nullptr;
+  ConnectRequest request;
+  postern_service_v1_t table{};
+  postern_connect_cb cb = nullptr;
+  void* user = nullptr;
+  bool cancelled = false;  // stream_connect_cancel: CANCELLED on run_pending_work()
+};
+
 /**
  * A syntax check of a cron expression: five fields of digits, names, `*`,
  * `,`, `-` and `/`. posternd's parser (core/scheduler) also checks ranges.
@@ -544,6 +587,12 @@ struct Core {
   std::vector<StreamState*> streams;           // open streams (not yet on_close)
   uint64_t stream_seq = 0;
   MailHooks mail;
+  // ABI 1.3
+  std::deque<std::shared_ptr<ConnectRec>> connects;  // not answered yet, oldest first
+  uint64_t connect_seq = 0;
+  std::vector<InjectedMessage> injected;
+  uint64_t inject_seq = 0;
+  std::optional<std::pair<postern_status_t, std::string>> inject_failure;
 
   void log(LogLevel level, std::string plugin, std::string text) {
     std::lock_guard lock(mu);
@@ -790,6 +839,7 @@ struct StreamState {
   uint64_t idle_timeout_ms = 30 * 60 * 1000;
   std::deque<std::pair<postern_task_cb, void*>> posted;
   size_t writes = 0;
+  postern_service_v1_t own_svc{};  // an outbound stream's callbacks (svc points here)
 };
 
 inline StreamState* stream_of(postern_stream_t* s) { return reinterpret_cast<StreamState*>(s); }
@@ -935,6 +985,20 @@ inline void unload_slot(Core& core, Slot& slot) {
       streams.push_back(s);
     }
   }
+  // ABI 1.3: unanswered connects complete with CANCELLED before the streams end.
+  std::vector<std::shared_ptr<ConnectRec>> connects;
+  {
+    std::lock_guard lock(core.mu);
+    for (auto it = core.connects.begin(); it != core.connects.end();) {
+      if ((*it)->slot == &slot) {
+        connects.push_back(*it);
+        it = core.connects.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& c : connects) c->cb(c->user, POSTERN_CONNECT_CANCELLED, nullptr, str("cancelled: the plugin is unloading"));
   for (StreamState* s : streams) close_stream(*s, POSTERN_CLOSE_SHUTDOWN);
   for (;;) {
     std::optional<WorkItem> w;
@@ -1560,6 +1624,96 @@ struct Api {
   }
 
   // --- the directory and the mailbox store (ABI 1.2; fake_mail.hpp)
+  // --- outbound connections and injection (ABI 1.3)
+  static postern_status_t stream_connect(postern_host_t* h, const postern_connect_options_t* o,
+                                         const postern_service_v1_t* svc, postern_connect_cb cb, void* user,
+                                         uint64_t* id) {
+    Slot* s = slot_of(h);
+    if (id != nullptr) *id = 0;
+    if (s == nullptr || o == nullptr || svc == nullptr || cb == nullptr ||
+        o->struct_size < sizeof(postern_connect_options_t) || svc->struct_size < sizeof(postern_service_v1_t) ||
+        svc->on_data == nullptr || svc->on_close == nullptr)
+      return POSTERN_ERR_INVALID;
+    if (sv(o->host).empty() == sv(o->unix_path).empty()) return POSTERN_ERR_INVALID;
+    if (!sv(o->host).empty() && (o->port == 0 || o->port > 65535)) return POSTERN_ERR_INVALID;
+    if ((o->flags & ~(POSTERN_CONNECT_TLS | POSTERN_CONNECT_TLS_NO_VERIFY)) != 0) return POSTERN_ERR_INVALID;
+    if (!s->alive && !s->initialising) return POSTERN_ERR_UNAVAILABLE;
+    auto rec = std::make_shared<ConnectRec>();
+    rec->slot = s;
+    rec->table = *svc;
+    rec->cb = cb;
+    rec->user = user;
+    ConnectRequest& r = rec->request;
+    r.plugin = s->name;
+    r.host = std::string(sv(o->host));
+    r.port = static_cast<uint16_t>(o->port);
+    r.unix_path = std::string(sv(o->unix_path));
+    r.tls = (o->flags & POSTERN_CONNECT_TLS) != 0;
+    r.verify = (o->flags & POSTERN_CONNECT_TLS_NO_VERIFY) == 0;
+    r.tls_name = sv(o->tls_name).empty() ? r.host : std::string(sv(o->tls_name));
+    r.timeout_ms = o->timeout_ms;
+    std::lock_guard lock(s->core->mu);
+    r.id = ++s->core->connect_seq;
+    s->core->connects.push_back(rec);
+    if (id != nullptr) *id = r.id;
+    return POSTERN_OK;
+  }
+  static void stream_connect_cancel(postern_host_t* h, uint64_t id) {
+    Slot* s = slot_of(h);
+    if (s == nullptr) return;
+    std::lock_guard lock(s->core->mu);
+    for (auto& c : s->core->connects) {
+      if (c->request.id == id && c->slot == s) c->cancelled = true;
+    }
+  }
+  static postern_status_t inject(postern_host_t* h, const postern_inject_request_t* rq, postern_inject_cb done,
+                                 void* user) {
+    Slot* s = slot_of(h);
+    if (s == nullptr || rq == nullptr || done == nullptr || rq->struct_size < sizeof(postern_inject_request_t) ||
+        rq->flags != 0 || rq->recipient_count == 0 || rq->recipient_count > 1000 || rq->recipients == nullptr ||
+        rq->message.ptr == nullptr || rq->message.len == 0 || (rq->skip_filter_count != 0 && rq->skip_filters == nullptr))
+      return POSTERN_ERR_INVALID;
+    InjectedMessage m;
+    m.plugin = s->name;
+    m.mail_from = std::string(sv(rq->mail_from));
+    if (!m.mail_from.empty() && !plausible_address(m.mail_from)) return POSTERN_ERR_INVALID;
+    for (size_t i = 0; i < rq->recipient_count; ++i) {
+      std::string r(sv(rq->recipients[i]));
+      if (!plausible_address(r)) return POSTERN_ERR_INVALID;
+      m.recipients.push_back(std::move(r));
+    }
+    for (size_t i = 0; i < rq->skip_filter_count; ++i) {
+      std::string f(sv(rq->skip_filters[i]));
+      if (f.empty() || f.find_first_of(", ") != std::string::npos) return POSTERN_ERR_INVALID;
+      m.skip_filters.push_back(std::move(f));
+    }
+    m.message.assign(reinterpret_cast<const char*>(rq->message.ptr), rq->message.len);
+    if (!s->alive && !s->initialising) return POSTERN_ERR_UNAVAILABLE;
+    // Completes like queued work (WorkMode): exactly once, never lost.
+    struct Done {
+      postern_inject_cb done;
+      void* user;
+      uint32_t status;
+      std::string text;
+    };
+    auto* d = new Done{done, user, POSTERN_OK, {}};
+    {
+      std::lock_guard lock(s->core->mu);
+      if (s->core->inject_failure) {
+        d->status = s->core->inject_failure->first;
+        d->text = s->core->inject_failure->second;
+      } else {
+        m.queue_id = "fake-" + std::to_string(++s->core->inject_seq);
+        d->text = m.queue_id;
+        s->core->injected.push_back(std::move(m));
+      }
+    }
+    return post_work(h, [](void* p) {
+      std::unique_ptr<Done> d(static_cast<Done*>(p));
+      d->done(d->user, d->status, str(d->text));
+    }, d);
+  }
+
   struct MailboxHandle {
     std::shared_ptr<FakeMailbox> mb;
   };
@@ -2000,6 +2154,9 @@ struct Api {
         &pending_rcpt_remove,
         &mbox_events_subscribe,
         &mbox_events_unsubscribe,
+        &stream_connect,
+        &stream_connect_cancel,
+        &inject,
     };
     return &t;
   }
@@ -2689,7 +2846,7 @@ class FakeHost {
   size_t run_pending_work() {
     size_t n = 0;
     for (;;) {
-      const size_t k = detail::run_ready(*core_) + detail::pump_all(*core_);
+      const size_t k = detail::run_ready(*core_) + detail::pump_all(*core_) + answer_cancelled_connects();
       n += k;
       if (k == 0) return n;
     }
@@ -2921,6 +3078,115 @@ class FakeHost {
     core_->mail.open = [store](std::string_view a) { return store->open(a); };
   }
 
+  // --- outbound connections and injection (ABI 1.3) --------------------------
+
+  /** stream_connect calls not answered yet, oldest first. */
+  std::vector<ConnectRequest> connect_requests() const {
+    std::lock_guard lock(core_->mu);
+    std::vector<ConnectRequest> out;
+    for (const auto& c : core_->connects) out.push_back(c->request);
+    return out;
+  }
+
+  /**
+   * Answers the oldest unanswered connect with OK: the plugin's on_connected
+   * runs with a stream whose far end is the returned FakeStream (send() is
+   * what the peer says; take_output() what the plugin wrote). Without a
+   * pending connect, error() says so; when on_connected returns NULL, the
+   * stream is closed (closed() true, no on_close).
+   */
+  FakeStream accept_connect(StreamOptions o = {}) {
+    FakeStream out;
+    out.core_ = core_;
+    std::shared_ptr<detail::ConnectRec> rec;
+    uint64_t n;
+    {
+      std::lock_guard lock(core_->mu);
+      if (core_->connects.empty()) {
+        out.error_ = "no stream_connect is waiting";
+        return out;
+      }
+      rec = core_->connects.front();
+      core_->connects.pop_front();
+      n = ++core_->stream_seq;
+    }
+    const ConnectRequest& r = rec->request;
+    auto* s = new detail::StreamState();
+    s->core = core_;
+    s->slot = rec->slot;
+    s->own_svc = rec->table;
+    s->svc = &s->own_svc;
+    s->starttls_available = !r.tls;
+    s->auto_tls = o.auto_tls;
+    s->manual_posts = o.manual_posts;
+    s->hold_output = o.hold_output;
+    s->props[POSTERN_STREAM_SESSION_ID] = "out-" + r.plugin + "-" + std::to_string(n);
+    if (r.unix_path.empty()) {
+      s->props[POSTERN_STREAM_PEER_IP] = r.host;
+      s->props[POSTERN_STREAM_PEER_PORT] = std::to_string(r.port);
+      s->props[POSTERN_STREAM_LOCAL_IP] = o.local_ip;
+      s->props[POSTERN_STREAM_LOCAL_PORT] = std::to_string(o.local_port != 0 ? o.local_port : 40000 + n % 20000);
+    }
+    s->props[POSTERN_STREAM_LISTENER] = "outbound";
+    s->props[POSTERN_STREAM_PROTOCOL] = r.unix_path.empty() ? "tcp" : "unix";
+    s->props[POSTERN_STREAM_TLS_MODE] = r.tls ? "implicit" : "none";
+    s->props[POSTERN_STREAM_SERVER_NAME] = o.server_name;
+    if (r.tls) {
+      s->tls_active = true;
+      s->props[POSTERN_STREAM_TLS_PROTOCOL] = "TLSv1.3";
+      s->props[POSTERN_STREAM_TLS_CIPHER] = "TLS_AES_256_GCM_SHA384";
+    }
+    out.s_ = s;
+    {
+      std::lock_guard lock(core_->mu);
+      core_->streams.push_back(s);
+    }
+    void* conn = rec->cb(rec->user, POSTERN_CONNECT_OK, detail::handle_of(s), detail::str(""));
+    {
+      std::lock_guard lock(s->mu);
+      if (conn == nullptr) {
+        s->closed = true;  // postern_abi.h: NULL closes the stream without on_close
+      } else {
+        s->conn = conn;
+        s->opened = true;
+      }
+    }
+    detail::pump(*s);
+    return out;
+  }
+
+  /**
+   * Answers the oldest unanswered connect with a failure (Refused, Timeout,
+   * DnsFailed, TlsFailed, Unreachable, Cancelled). @return false when none waits.
+   */
+  bool fail_connect(ConnectStatus status, std::string why = {}) {
+    std::shared_ptr<detail::ConnectRec> rec;
+    {
+      std::lock_guard lock(core_->mu);
+      if (core_->connects.empty()) return false;
+      rec = core_->connects.front();
+      core_->connects.pop_front();
+    }
+    if (why.empty()) why = std::string(connect_status_name(status));
+    rec->cb(rec->user, static_cast<uint32_t>(status), nullptr, detail::str(why));
+    return true;
+  }
+
+  /** The messages plugins injected, in order. */
+  std::vector<InjectedMessage> injected() const {
+    std::lock_guard lock(core_->mu);
+    return core_->injected;
+  }
+  /** Makes every later inject fail with `status` and `text` (POSTERN_OK: succeed again). */
+  void set_inject_failure(postern_status_t status, std::string text = "spool unavailable") {
+    std::lock_guard lock(core_->mu);
+    if (status == POSTERN_OK) {
+      core_->inject_failure.reset();
+    } else {
+      core_->inject_failure = std::make_pair(status, std::move(text));
+    }
+  }
+
 
   /**
    * Runs ready work; then, while a deferred hook is still open, advances the
@@ -3091,6 +3357,24 @@ class FakeHost {
         if (c.type() == pugi::node_element) walk(c);
     };
     if (pugi::xml_node root = s.doc.document_element()) walk(root);
+  }
+
+  /** stream_connect_cancel answers CANCELLED here, outside the plugin's call. */
+  size_t answer_cancelled_connects() {
+    std::vector<std::shared_ptr<detail::ConnectRec>> done;
+    {
+      std::lock_guard lock(core_->mu);
+      for (auto it = core_->connects.begin(); it != core_->connects.end();) {
+        if ((*it)->cancelled) {
+          done.push_back(*it);
+          it = core_->connects.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& c : done) c->cb(c->user, POSTERN_CONNECT_CANCELLED, nullptr, detail::str("cancelled"));
+    return done.size();
   }
 
   std::shared_ptr<detail::Core> core_;
