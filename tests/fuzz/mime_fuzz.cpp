@@ -8,9 +8,9 @@
 #include <string>
 #include <string_view>
 
-#include "core/mime/mime.hpp"
+#include "postern/mail/mime.hpp"
 
-namespace mime = postern::core::mime;
+namespace mime = postern::mail;
 
 namespace {
 
