@@ -391,7 +391,11 @@ ExtractedText extract_text(const Message& message, const TextExtractOptions& opt
       text = lf_only(std::move(utf8));
       while (!text.empty() && is_html_space(text.back())) text.pop_back();
     }
-    if (text.empty()) continue;
+    if (text.empty()) {
+      if (!cut) continue;
+      result.truncated = true;
+      break;
+    }
     result.text += separator;
     result.text += text;
     ++result.parts;
