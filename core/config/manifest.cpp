@@ -1,8 +1,8 @@
 #include "core/config/manifest.hpp"
 
 #include "core/plugin/descriptor.hpp"
+#include "postern/mail/ip.hpp"
 
-#include <arpa/inet.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -48,21 +48,10 @@ bool bool_attr(const pugi::xml_node& node, const char* name, bool fallback, Diag
 }
 
 bool parse_ip(std::string_view text, std::array<uint8_t, 16>& out) {
-  const std::string s(text);
-  in_addr v4{};
-  if (inet_pton(AF_INET, s.c_str(), &v4) == 1) {
-    out.fill(0);
-    out[10] = 0xff;
-    out[11] = 0xff;
-    std::memcpy(&out[12], &v4, 4);
-    return true;
-  }
-  in6_addr v6{};
-  if (inet_pton(AF_INET6, s.c_str(), &v6) == 1) {
-    std::memcpy(out.data(), &v6, 16);
-    return true;
-  }
-  return false;
+  const auto address = mail::IpAddress::parse(text);
+  if (!address) return false;
+  out = address->octets;
+  return true;
 }
 
 void parse_access(const pugi::xml_node& listener, AccessList& acl, Diagnostics& d) {
@@ -97,34 +86,11 @@ std::string_view tls_mode_name(TlsMode mode) {
 }
 
 std::optional<NetRange> NetRange::parse(std::string_view text) {
+  const auto range = mail::IpRange::parse(text);
+  if (!range) return std::nullopt;
   NetRange r;
-  if (auto dash = text.find('-'); dash != std::string_view::npos) {
-    if (!parse_ip(text.substr(0, dash), r.first) || !parse_ip(text.substr(dash + 1), r.last)) return std::nullopt;
-    if (r.last < r.first) return std::nullopt;
-    return r;
-  }
-  std::string_view addr = text;
-  int prefix = -1;
-  if (auto slash = text.find('/'); slash != std::string_view::npos) {
-    addr = text.substr(0, slash);
-    uint64_t p = 0;
-    if (!parse_u64(text.substr(slash + 1), p)) return std::nullopt;
-    prefix = static_cast<int>(std::min<uint64_t>(p, 1000));
-  }
-  if (!parse_ip(addr, r.first)) return std::nullopt;
-  const bool v4 = addr.find(':') == std::string_view::npos;
-  const int max_prefix = v4 ? 32 : 128;
-  if (prefix > max_prefix) return std::nullopt;
-  if (prefix < 0) prefix = max_prefix;
-  const int bits = v4 ? prefix + 96 : prefix;
-  r.last = r.first;
-  for (int i = 0; i < 128; ++i) {
-    if (i >= bits) {
-      const uint8_t mask = static_cast<uint8_t>(0x80u >> (i % 8));
-      r.first[i / 8] &= static_cast<uint8_t>(~mask);
-      r.last[i / 8] |= mask;
-    }
-  }
+  r.first = range->first.octets;
+  r.last = range->last.octets;
   return r;
 }
 

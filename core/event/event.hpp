@@ -12,8 +12,11 @@
 #include <string_view>
 #include <vector>
 
-namespace postern::core::mime {
+namespace postern::mail {
 class Message;
+}
+namespace postern::core {
+namespace mime = ::postern::mail;  // as core/mime/mime.hpp declares it
 }
 
 namespace postern::core::event {

@@ -3,6 +3,7 @@
 
 #include "core/log/log.hpp"
 #include "core/mailstore/account_impl.hpp"
+#include "postern/mail/ascii.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -157,13 +158,7 @@ std::vector<DirEntry> list_dir(const std::filesystem::path& dir) {
   return out;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
-  return true;
-}
+using mail::iequals;
 
 std::vector<std::string> parse_keywords(std::string_view text) {
   std::vector<std::string> out;

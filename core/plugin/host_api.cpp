@@ -11,6 +11,7 @@
 #include "core/log/log.hpp"
 #include "core/mime/mime.hpp"
 #include "core/scheduler/scheduler.hpp"
+#include "postern/mail/ascii.hpp"
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
@@ -36,11 +37,7 @@ using event::Stage;
 std::string_view sv(postern_str_t s) { return s.ptr != nullptr ? std::string_view(s.ptr, s.len) : std::string_view{}; }
 postern_str_t abi(std::string_view s) { return postern_str_t{s.data(), s.size()}; }
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
+using mail::iequals;
 
 // A header name per RFC 5322 §2.2: printable US-ASCII except colon.
 bool valid_header_name(std::string_view name) {

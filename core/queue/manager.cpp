@@ -4,6 +4,7 @@
 #include "core/mime/mime.hpp"
 #include "core/queue/dsn.hpp"
 #include "core/util/offload.hpp"
+#include "postern/mail/ascii.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -37,10 +38,7 @@ constexpr size_t kCacheBudget = 256u << 20;
 // The timer never sleeps longer than this, so a wall-clock jump is noticed.
 constexpr std::chrono::seconds kMaxSleep{30};
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return std::tolower(x) == std::tolower(y); });
-}
+using mail::iequals;
 
 std::string lower(std::string_view s) {
   std::string out(s);

@@ -1,4 +1,5 @@
 #pragma once
+
 // Strict RFC 5321 §4.1.2 path parsing (with RFC 6531 UTF-8 when SMTPUTF8 is
 // in effect) and the classification the relay check needs: forms that are
 // classic relay tricks (%-hack, bang paths, quoted "@", user@a@b, trailing
@@ -8,6 +9,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "postern/mail/ascii.hpp"
 
 namespace postern::core::smtp {
 
@@ -70,6 +73,7 @@ std::optional<std::string> decode_xtext(std::string_view text);
 
 /** Lower-cases ASCII letters (domains compare case-insensitively). */
 std::string ascii_lower(std::string_view text);
-bool iequals(std::string_view a, std::string_view b);
+/** ASCII case-insensitive equality (the mail library's). */
+using ::postern::mail::iequals;
 
 }  // namespace postern::core::smtp

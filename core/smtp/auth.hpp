@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "postern/mail/codec.hpp"
+
 namespace postern::core::smtp {
 
 /** Where AUTH checks credentials and MAIL FROM checks ownership. Thread-safe. */
@@ -61,8 +63,9 @@ bool verify_password(std::string_view password, std::string_view hash);
 /** Whether `hash` is a well-formed hash_password() string. */
 bool is_valid_password_hash(std::string_view hash);
 
-std::string base64_encode(std::string_view data);
-/** Strict RFC 4648 base64 (padding required); nullopt when invalid. */
-std::optional<std::string> base64_decode(std::string_view text);
+/** RFC 4648 base64 (the mail library's mail::encode_base64). */
+inline std::string base64_encode(std::string_view data) { return mail::encode_base64(data); }
+/** Strict RFC 4648 base64 (padding required); nullopt when invalid (mail::decode_base64_strict). */
+inline std::optional<std::string> base64_decode(std::string_view text) { return mail::decode_base64_strict(text); }
 
 }  // namespace postern::core::smtp

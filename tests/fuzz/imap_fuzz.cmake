@@ -9,4 +9,4 @@ add_executable(postern_imap_command_fuzz ${CMAKE_CURRENT_LIST_DIR}/imap_command_
 target_include_directories(postern_imap_command_fuzz PRIVATE ${POSTERN_IMAP_SRC})
 target_compile_options(postern_imap_command_fuzz PRIVATE -fsanitize=fuzzer,address,undefined -fno-sanitize=function)
 target_link_options(postern_imap_command_fuzz PRIVATE -fsanitize=fuzzer,address,undefined)
-target_link_libraries(postern_imap_command_fuzz PRIVATE Postern::sdk postern_warnings)
+target_link_libraries(postern_imap_command_fuzz PRIVATE Postern::sdk Postern::mail postern_warnings)

@@ -8,9 +8,11 @@
 #include <string>
 #include <string_view>
 
-#include "core/mime/mime.hpp"
+#include "postern/mail/ip.hpp"
+#include "postern/mail/mime.hpp"
+#include "postern/mail/text.hpp"
 
-namespace mime = postern::core::mime;
+namespace mime = postern::mail;
 
 namespace {
 
@@ -113,5 +115,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const mime::ContentType ct = mime::parse_content_type(input);
   touch(ct.type);
   for (const auto& [name, value] : mime::parse_params(input)) touch(name), touch(value);
+  touch(mime::decode_base64_strict(input).value_or(""));
+  if (const auto range = mime::IpRange::parse(first_line)) {
+    require(range->contains(range->first) && range->contains(range->last), "range ends");
+  }
+
+  // Text extraction: the caps hold, whatever the input.
+  mime::TextExtractOptions cap;
+  cap.max_bytes = 64;
+  cap.include_attachments = true;
+  const mime::ExtractedText text = mime::extract_text(full, cap);
+  require(text.text.size() <= 64, "text cap");
+  touch(mime::extract_text(small).text);
+  require(mime::html_to_text(input, 100).size() <= 100, "html cap");
   return 0;
 }

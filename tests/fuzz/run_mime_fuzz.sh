@@ -25,7 +25,7 @@ cmake --build "$build" --target postern_mime_fuzz
 work="$build/mime-fuzz"
 mkdir -p "$work/corpus" "$work/artifacts"
 # Seed with the sample messages; the corpus grows across runs.
-cp -n "$root"/tests/data/mime/*.eml "$work/corpus/" 2>/dev/null || true
+cp -n "$root"/sdk/lib/test/data/*.eml "$work/corpus/" 2>/dev/null || true
 
 # Tokens the mutator would take long to guess.
 cat > "$work/mime.dict" <<'DICT'

@@ -2,22 +2,16 @@
 
 #include <arpa/inet.h>
 
+#include <postern/mail/ascii.hpp>
+#include <postern/mail/ip.hpp>
+
 #include <algorithm>
 #include <cctype>
-#include <charconv>
-#include <cstring>
 
 namespace postern::plugins::dnsbl {
 namespace {
 
-bool starts_with_ci(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (size_t i = 0; i < prefix.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(s[i])) != std::tolower(static_cast<unsigned char>(prefix[i])))
-      return false;
-  }
-  return true;
-}
+using mail::istarts_with;
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
@@ -25,16 +19,16 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// The last address of the block `ip`/`prefix`, and `ip` with its host bits cleared.
-IpRange block(IpAddress ip, unsigned prefix) {
-  IpRange r{ip, ip};
-  const unsigned bits = static_cast<unsigned>(ip.size()) * 8;
-  for (unsigned bit = prefix; bit < bits; ++bit) {
-    const uint8_t mask = static_cast<uint8_t>(0x80u >> (bit % 8));
-    r.first.bytes[bit / 8] &= static_cast<uint8_t>(~mask);
-    r.last.bytes[bit / 8] |= mask;
+// The dnsbl form of a library address: IPv4 in the first 4 octets.
+IpAddress from_mail(const mail::IpAddress& a) {
+  IpAddress out;
+  if (a.is_v4()) {
+    std::copy_n(a.octets.begin() + 12, 4, out.bytes.begin());
+  } else {
+    out.bytes = a.octets;
+    out.v6 = true;
   }
-  return r;
+  return out;
 }
 
 // The address right after `ip`; false when `ip` is the family's last.
@@ -49,34 +43,14 @@ bool next_address(IpAddress& ip) {
 
 std::optional<IpAddress> IpAddress::parse(std::string_view text) {
   text = trim(text);
-  if (starts_with_ci(text, "ipv6:")) text.remove_prefix(5);
+  if (istarts_with(text, "ipv6:")) text.remove_prefix(5);
   if (text.size() >= 2 && text.front() == '[' && text.back() == ']') text = text.substr(1, text.size() - 2);
-  if (starts_with_ci(text, "ipv6:")) text.remove_prefix(5);
+  if (istarts_with(text, "ipv6:")) text.remove_prefix(5);
   if (auto pct = text.find('%'); pct != std::string_view::npos) text = text.substr(0, pct);
-  if (text.empty() || text.size() > 45) return std::nullopt;
-  char buf[64];
-  std::memcpy(buf, text.data(), text.size());
-  buf[text.size()] = '\0';
-  IpAddress out;
-  if (text.find(':') == std::string_view::npos) {
-    in_addr a{};
-    if (inet_pton(AF_INET, buf, &a) != 1) return std::nullopt;
-    std::memcpy(out.bytes.data(), &a, 4);
-    return out;
-  }
-  in6_addr a{};
-  if (inet_pton(AF_INET6, buf, &a) != 1) return std::nullopt;
-  std::memcpy(out.bytes.data(), &a, 16);
-  static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (std::memcmp(out.bytes.data(), kMapped, 12) == 0) {
-    // ::ffff:a.b.c.d is an IPv4 client on a dual-stack socket: list it as IPv4.
-    std::array<uint8_t, 16> v4{};
-    std::copy_n(out.bytes.begin() + 12, 4, v4.begin());
-    out.bytes = v4;
-    return out;
-  }
-  out.v6 = true;
-  return out;
+  const auto a = mail::IpAddress::parse(text);
+  if (!a) return std::nullopt;
+  // ::ffff:a.b.c.d is an IPv4 client on a dual-stack socket: listed as IPv4.
+  return from_mail(*a);
 }
 
 std::string IpAddress::to_string() const {
@@ -108,40 +82,18 @@ std::string reversed_labels(const IpAddress& ip) {
 
 std::optional<IpRange> parse_range(std::string_view text, std::string& error) {
   text = trim(text);
-  if (auto dash = text.find('-'); dash != std::string_view::npos) {
-    auto a = IpAddress::parse(text.substr(0, dash));
-    auto b = IpAddress::parse(text.substr(dash + 1));
-    if (!a || !b) {
-      error = "\"" + std::string(text) + "\" is not an address range a-b";
-      return std::nullopt;
-    }
-    if (a->v6 != b->v6) {
-      error = "\"" + std::string(text) + "\" mixes IPv4 and IPv6";
-      return std::nullopt;
-    }
-    if (*b < *a) {
-      error = "\"" + std::string(text) + "\" ends before it starts";
-      return std::nullopt;
-    }
-    return IpRange{*a, *b};
+  if (const auto r = mail::IpRange::parse(text)) return IpRange{from_mail(r->first), from_mail(r->last)};
+  const bool dash = text.find('-') != std::string_view::npos;
+  const bool slash = text.find('/') != std::string_view::npos;
+  if (!dash && !slash) {
+    // One address, also as an SMTP address literal ("[IPv6:...]").
+    if (auto ip = IpAddress::parse(text)) return IpRange{*ip, *ip};
   }
-  if (auto slash = text.find('/'); slash != std::string_view::npos) {
-    auto ip = IpAddress::parse(text.substr(0, slash));
-    std::string_view len = text.substr(slash + 1);
-    unsigned prefix = 0;
-    auto [end, ec] = std::from_chars(len.data(), len.data() + len.size(), prefix);
-    if (!ip || len.empty() || ec != std::errc{} || end != len.data() + len.size() || prefix > ip->size() * 8) {
-      error = "\"" + std::string(text) + "\" is not a CIDR block";
-      return std::nullopt;
-    }
-    return block(*ip, prefix);
-  }
-  auto ip = IpAddress::parse(text);
-  if (!ip) {
-    error = "\"" + std::string(text) + "\" is not an IP address, CIDR block or a-b range";
-    return std::nullopt;
-  }
-  return IpRange{*ip, *ip};
+  error = "\"" + std::string(text) + "\" " +
+          (dash    ? "is not an address range a-b (two addresses of one family, the first not after the last)"
+           : slash ? "is not a CIDR block"
+                   : "is not an IP address, CIDR block or a-b range");
+  return std::nullopt;
 }
 
 void AddressSet::seal() {

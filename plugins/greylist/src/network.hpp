@@ -1,13 +1,14 @@
 #pragma once
-// IP addresses and networks for greylist: parse, mask to a prefix, contain.
-// Addresses are kept as 16 octets (IPv4 as ::ffff:a.b.c.d) so that a network
-// is a [lo, hi] octet range that SQLite compares as a BLOB (memcmp order).
+// IP addresses and networks for greylist, on the mail library's parser
+// (postern/mail/ip.hpp). Addresses are kept as 16 octets (IPv4 as
+// ::ffff:a.b.c.d) so that a network is a [lo, hi] octet range that SQLite
+// compares as a BLOB (memcmp order).
 
-#include <arpa/inet.h>
+#include <postern/mail/ip.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
-#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,37 +21,14 @@ struct Address {
 
   /** "192.0.2.7" or "2001:db8::7" (an IPv4-mapped IPv6 address counts as IPv4). */
   static std::optional<Address> parse(std::string_view text) {
-    if (text.empty() || text.size() > 45) return std::nullopt;
-    const std::string s(text);
-    Address a;
-    in_addr v4{};
-    in6_addr v6{};
-    if (inet_pton(AF_INET, s.c_str(), &v4) == 1) {
-      a.v4 = true;
-      a.octets[10] = a.octets[11] = 0xff;
-      std::memcpy(&a.octets[12], &v4, 4);
-      return a;
-    }
-    if (inet_pton(AF_INET6, s.c_str(), &v6) == 1) {
-      std::memcpy(a.octets.data(), &v6, 16);
-      static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-      a.v4 = std::memcmp(a.octets.data(), kMapped, 12) == 0;
-      return a;
-    }
-    return std::nullopt;
+    const auto a = mail::IpAddress::parse(text);
+    if (!a) return std::nullopt;
+    return Address{a->octets, a->is_v4()};
   }
 
   std::string blob() const { return std::string(reinterpret_cast<const char*>(octets.data()), octets.size()); }
 
-  std::string to_string() const {
-    char buf[INET6_ADDRSTRLEN] = {0};
-    if (v4) {
-      inet_ntop(AF_INET, &octets[12], buf, sizeof buf);
-    } else {
-      inet_ntop(AF_INET6, octets.data(), buf, sizeof buf);
-    }
-    return buf;
-  }
+  std::string to_string() const { return mail::IpAddress{octets}.to_string(); }
 };
 
 /** An address range given as address/prefix (prefix counted in the address's own family). */
@@ -60,38 +38,19 @@ struct Network {
   unsigned prefix = 0;
 
   static Network of(const Address& a, unsigned prefix) {
-    Network n;
-    n.prefix = prefix;
-    const unsigned bits = a.v4 ? 96 + prefix : prefix;  // in the 128-bit form
-    n.lo = a;
-    n.hi = a;
-    for (unsigned i = 0; i < 128; ++i) {
-      if (i < bits) continue;
-      const uint8_t mask = static_cast<uint8_t>(0x80u >> (i % 8));
-      n.lo.octets[i / 8] &= static_cast<uint8_t>(~mask);
-      n.hi.octets[i / 8] |= mask;
-    }
-    return n;
+    const mail::IpRange r = mail::IpRange::block(mail::IpAddress{a.octets}, prefix);
+    return Network{Address{r.first.octets, a.v4}, Address{r.last.octets, a.v4},
+                   std::min(prefix, a.v4 ? 32u : 128u)};
   }
 
-  /** "10.0.0.0/8", "2001:db8::/32", or a bare address (a host network). */
+  /** "10.0.0.0/8", "2001:db8::/32", or a bare address (a host network); not an a-b range. */
   static std::optional<Network> parse(std::string_view text) {
-    const auto slash = text.find('/');
-    auto a = Address::parse(text.substr(0, slash));
-    if (!a) return std::nullopt;
-    const unsigned max = a->v4 ? 32 : 128;
-    unsigned prefix = max;
-    if (slash != std::string_view::npos) {
-      std::string_view p = text.substr(slash + 1);
-      if (p.empty() || p.size() > 3) return std::nullopt;
-      prefix = 0;
-      for (char c : p) {
-        if (c < '0' || c > '9') return std::nullopt;
-        prefix = prefix * 10 + static_cast<unsigned>(c - '0');
-      }
-      if (prefix > max) return std::nullopt;
-    }
-    return of(*a, prefix);
+    if (text.find('-') != std::string_view::npos) return std::nullopt;
+    const auto r = mail::IpRange::parse(text);
+    if (!r) return std::nullopt;
+    const bool v4 = r->first.is_v4();
+    return Network{Address{r->first.octets, v4}, Address{r->last.octets, v4},
+                   static_cast<unsigned>(r->prefix_length())};
   }
 
   bool contains(const Address& a) const { return lo.octets <= a.octets && a.octets <= hi.octets; }

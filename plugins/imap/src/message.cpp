@@ -2,12 +2,12 @@
 // BODY[section] and dates (see message.hpp for the design).
 #include "message.hpp"
 
-#include <iconv.h>
+#include <postern/mail/ascii.hpp>
+#include <postern/mail/charset.hpp>
+#include <postern/mail/codec.hpp>
 
 #include <algorithm>
 #include <array>
-#include <cctype>
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -15,34 +15,14 @@
 namespace postern::imap {
 namespace {
 
-char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
-char ascii_upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c; }
+using mail::ascii_upper;
+using mail::iequals;
+using mail::is_wsp;
+using mail::trim;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = ascii_lower(c);
-  return out;
-}
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = ascii_upper(c);
-  return out;
-}
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
-  }
-  return true;
-}
-bool is_wsp(char c) { return c == ' ' || c == '\t'; }
+std::string lower(std::string_view s) { return mail::to_lower(s); }
+std::string upper(std::string_view s) { return mail::to_upper(s); }
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-  return s;
-}
 
 // Unfolds a header value (RFC 5322 §2.2.3: drop CRLF before WSP) and trims it.
 std::string unfold(std::string_view v) {
@@ -105,79 +85,6 @@ size_t count_lines(std::string_view s) {
     p = static_cast<const char*>(nl) + 1;
   }
   return n;
-}
-
-// ---------------------------------------------------------------- charsets
-
-constexpr std::array<char16_t, 32> kCp1252High = {
-    0x20AC, 0xFFFD, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
-    0x2039, 0x0152, 0xFFFD, 0x017D, 0xFFFD, 0xFFFD, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022,
-    0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0xFFFD, 0x017E, 0x0178};
-
-
-enum class Charset { Utf8, Latin1, Latin9, Cp1252, Other };
-
-Charset classify_charset(std::string_view name) {
-  std::string n = lower(trim(name));
-  if (n.empty() || n == "utf-8" || n == "utf8" || n == "us-ascii" || n == "ascii" || n == "ansi_x3.4-1968" || n == "ansi-x3.4-1968" ||
-      n == "us_ascii") {
-    return Charset::Utf8;
-  }
-  if (n == "iso-8859-1" || n == "iso8859-1" || n == "iso_8859-1" || n == "latin1" || n == "latin-1" ||
-      n == "l1" || n == "iso-ir-100" || n == "cp819") {
-    return Charset::Latin1;
-  }
-  if (n == "iso-8859-15" || n == "iso8859-15" || n == "iso_8859-15" || n == "latin9" || n == "latin-9") {
-    return Charset::Latin9;
-  }
-  if (n == "windows-1252" || n == "cp1252" || n == "x-cp1252") return Charset::Cp1252;
-  return Charset::Other;
-}
-
-uint32_t latin9(unsigned char b) {
-  switch (b) {
-    case 0xA4: return 0x20AC;
-    case 0xA6: return 0x0160;
-    case 0xA8: return 0x0161;
-    case 0xB4: return 0x017D;
-    case 0xB8: return 0x017E;
-    case 0xBC: return 0x0152;
-    case 0xBD: return 0x0153;
-    case 0xBE: return 0x0178;
-    default: return b;
-  }
-}
-
-bool iconv_to_utf8(std::string_view bytes, std::string_view charset, std::string& out) {
-  std::string cs(trim(charset));
-  iconv_t cd = iconv_open("UTF-8", cs.c_str());
-  if (cd == reinterpret_cast<iconv_t>(-1)) return false;
-  out.clear();
-  out.reserve(bytes.size() * 2 + 16);
-  std::string in(bytes);
-  char* inp = in.data();
-  size_t inleft = in.size();
-  std::array<char, 4096> buf{};
-  while (inleft > 0) {
-    char* outp = buf.data();
-    size_t outleft = buf.size();
-    size_t r = iconv(cd, &inp, &inleft, &outp, &outleft);
-    out.append(buf.data(), buf.size() - outleft);
-    if (r == static_cast<size_t>(-1)) {
-      if (errno == E2BIG) continue;
-      // EILSEQ / EINVAL: an octet the charset does not have; mark it and go on.
-      append_utf8(out, 0xFFFD);
-      ++inp;
-      --inleft;
-      iconv(cd, nullptr, nullptr, nullptr, nullptr);
-    }
-  }
-  char* outp = buf.data();
-  size_t outleft = buf.size();
-  iconv(cd, nullptr, nullptr, &outp, &outleft);
-  out.append(buf.data(), buf.size() - outleft);
-  iconv_close(cd);
-  return true;
 }
 
 // ---------------------------------------------------------------- header lexer (RFC 5322 / RFC 2045)
@@ -1099,23 +1006,7 @@ std::optional<int> read_number(std::string_view s, size_t& i, size_t min_digits,
 
 }  // namespace
 
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
+void append_utf8(std::string& out, uint32_t cp) { mail::append_utf8(out, cp); }
 
 // ---------------------------------------------------------------- public: helpers
 
@@ -1194,172 +1085,25 @@ std::string to_crlf(std::string_view s) {
 }
 
 bool charset_to_utf8(std::string_view bytes, std::string_view charset, std::string& out) {
-  switch (classify_charset(charset)) {
-    case Charset::Utf8:
-      out.assign(bytes);
-      return true;
-    case Charset::Latin1:
-    case Charset::Latin9:
-    case Charset::Cp1252: {
-      // One table of UTF-8 sequences for the 128 high octets, then a tight copy loop.
-      Charset cs = classify_charset(charset);
-      std::array<std::array<char, 4>, 128> table{};  // [0] = length
-      for (unsigned b = 0x80; b < 0x100; ++b) {
-        uint32_t cp = b;
-        if (cs == Charset::Latin9) cp = latin9(static_cast<unsigned char>(b));
-        if (cs == Charset::Cp1252 && b < 0xA0) cp = kCp1252High[b - 0x80];
-        std::string seq;
-        append_utf8(seq, cp);
-        table[b - 0x80][0] = static_cast<char>(seq.size());
-        std::copy(seq.begin(), seq.end(), table[b - 0x80].begin() + 1);
-      }
-      out.resize(bytes.size() * 3);
-      char* w = out.data();
-      for (char c : bytes) {
-        auto b = static_cast<unsigned char>(c);
-        if (b < 0x80) {
-          *w++ = c;
-        } else {
-          const auto& seq = table[b - 0x80];
-          for (int k = 1; k <= seq[0]; ++k) *w++ = seq[static_cast<size_t>(k)];
-        }
-      }
-      out.resize(static_cast<size_t>(w - out.data()));
-      return true;
-    }
-    case Charset::Other:
-      if (iconv_to_utf8(bytes, charset, out)) return true;
-      out.assign(bytes);
-      return false;
+  // An unlabelled RFC 2231 value (''%41) is taken as it is.
+  if (trim(charset).empty()) {
+    out.assign(bytes);
+    return true;
   }
-  out.assign(bytes);
-  return false;
-}
-
-namespace {
-
-std::string base64_decode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() * 3 / 4);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : s) {
-    int v;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9') v = c - '0' + 52;
-    else if (c == '+') v = 62;
-    else if (c == '/') v = 63;
-    else if (c == '=') break;
-    else continue;  // RFC 2045 §6.8: other characters are ignored
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
-    }
+  std::optional<std::string> utf8 = mail::convert_to_utf8(bytes, charset);
+  if (!utf8) {
+    out.assign(bytes);
+    return false;
   }
-  return out;
-}
-
-// Quoted-printable (RFC 2045 §6.7); `q_word` = RFC 2047 "Q" (underscore is space, no soft breaks).
-std::string qp_decode(std::string_view s, bool q_word) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    if (c == '_' && q_word) {
-      out.push_back(' ');
-    } else if (c == '=') {
-      if (i + 2 < s.size() + 0 && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
-        out.push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
-        i += 2;
-        continue;
-      }
-      // Soft line break: "=" then optional padding then the line end.
-      size_t j = i + 1;
-      while (j < s.size() && is_wsp(s[j])) ++j;
-      if (j < s.size() && s[j] == '\r') ++j;
-      if (j < s.size() && s[j] == '\n') {
-        i = j;
-        continue;
-      }
-      if (j >= s.size()) {
-        i = j;
-        continue;
-      }
-      out.push_back(c);  // a stray '=' is kept (RFC 2045 §6.7 note 1)
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
-
-// One RFC 2047 encoded word at s[i] ("=?cs?E?text?="); false if it is not one.
-bool decode_encoded_word(std::string_view s, size_t i, size_t& end, std::string& out) {
-  if (s.compare(i, 2, "=?") != 0) return false;
-  size_t q1 = s.find('?', i + 2);
-  if (q1 == std::string_view::npos || q1 + 2 >= s.size() || s[q1 + 2] != '?') return false;
-  char enc = ascii_upper(s[q1 + 1]);
-  if (enc != 'B' && enc != 'Q') return false;
-  size_t text_begin = q1 + 3;
-  size_t close = s.find("?=", text_begin);
-  if (close == std::string_view::npos) return false;
-  std::string_view text = s.substr(text_begin, close - text_begin);
-  if (text.find_first_of(" \t\r\n") != std::string_view::npos) return false;
-  std::string_view charset = s.substr(i + 2, q1 - i - 2);
-  size_t star = charset.find('*');  // RFC 2231 §5 language suffix
-  if (star != std::string_view::npos) charset = charset.substr(0, star);
-  std::string bytes = enc == 'B' ? base64_decode(text) : qp_decode(text, true);
-  std::string utf8;
-  if (!charset_to_utf8(bytes, charset, utf8)) return false;
-  out += utf8;
-  end = close + 2;
+  out = std::move(*utf8);
   return true;
 }
 
-}  // namespace
-
-std::string decode_header_value(std::string_view v) {
-  if (v.find("=?") == std::string_view::npos) return std::string(v);
-  std::string out;
-  out.reserve(v.size());
-  size_t i = 0;
-  bool last_was_word = false;
-  while (i < v.size()) {
-    size_t end = 0;
-    std::string word;
-    if (v[i] == '=' && decode_encoded_word(v, i, end, word)) {
-      // RFC 2047 §6.2: whitespace between adjacent encoded words is dropped.
-      out += word;
-      i = end;
-      last_was_word = true;
-      continue;
-    }
-    if (last_was_word && is_space(v[i])) {
-      size_t j = i;
-      while (j < v.size() && is_space(v[j])) ++j;
-      size_t e2 = 0;
-      std::string w2;
-      if (j < v.size() && v[j] == '=' && decode_encoded_word(v, j, e2, w2)) {
-        i = j;
-        continue;
-      }
-      out.append(v.substr(i, j - i));
-      i = j;
-      last_was_word = false;
-      continue;
-    }
-    last_was_word = false;
-    out.push_back(v[i++]);
-  }
-  return out;
-}
+std::string decode_header_value(std::string_view v) { return mail::decode_rfc2047(v); }
 
 std::string decode_transfer_encoding(std::string_view body, std::string_view encoding) {
-  if (iequals(encoding, "base64")) return base64_decode(body);
-  if (iequals(encoding, "quoted-printable")) return qp_decode(body, false);
+  if (iequals(encoding, "base64")) return mail::decode_base64(body);
+  if (iequals(encoding, "quoted-printable")) return mail::decode_quoted_printable(body);
   return std::string(body);
 }
 

@@ -56,9 +56,11 @@
 //   is NIL outside group syntax).
 // - Strings are quoted when 7-bit printable and at most 1024 octets,
 //   otherwise sent as a literal {n}CRLF; absent values are NIL.
-// - Charsets: utf-8, us-ascii, iso-8859-1, iso-8859-15 and windows-1252 are
-//   converted here; others through iconv(3); an unknown charset leaves the
-//   octets as they are (and an encoded word with it stays encoded).
+// - Charsets, RFC 2047 words, base64 and quoted-printable come from the mail
+//   library (Postern::mail, postern/mail/charset.hpp and codec.hpp): iconv with
+//   the WHATWG label choices; an unknown charset leaves the octets as they are.
+//   The MIME structure walk and the BODYSTRUCTURE parameter forms stay here:
+//   they are what Dovecot's output was matched against (docs/mail-library.md).
 // - Cost: FETCH FLAGS, UID, INTERNALDATE and RFC822.SIZE need no parse; the
 //   protocol side calls parse() only for ENVELOPE, BODY, BODYSTRUCTURE,
 //   BODY[...] and SEARCH keys that needs_message(). parse + BODYSTRUCTURE of
@@ -170,12 +172,12 @@ std::vector<HeaderField> header_fields(std::string_view block);
 std::string to_crlf(std::string_view s);
 /** Octets of `s` once to_crlf() is applied. */
 size_t crlf_size(std::string_view s);
-/** Appends code point `cp` to `out` as UTF-8. */
+/** Appends code point `cp` to `out` as UTF-8 (the mail library's append_utf8). */
 void append_utf8(std::string& out, uint32_t cp);
 
 /** Converts `bytes` in `charset` to UTF-8; returns false (and leaves `out` = bytes) when the charset is unknown. */
 bool charset_to_utf8(std::string_view bytes, std::string_view charset, std::string& out);
-/** A header value with RFC 2047 encoded words decoded to UTF-8 (unknown charsets kept encoded). */
+/** A header value with RFC 2047 encoded words decoded to UTF-8 (mail::decode_rfc2047). */
 std::string decode_header_value(std::string_view value);
 /** Undoes a Content-Transfer-Encoding (base64, quoted-printable; others unchanged). */
 std::string decode_transfer_encoding(std::string_view body, std::string_view encoding);

@@ -1,5 +1,7 @@
 #include "mutf7.hpp"
 
+#include <postern/mail/charset.hpp>
+
 #include <cstdint>
 #include <vector>
 
@@ -17,23 +19,6 @@ int b64_value(char c) {
   return -1;
 }
 
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 // Next code point of UTF-8 `s` at `i` (advanced); U+FFFD for a bad sequence.
 uint32_t next_code_point(std::string_view s, size_t& i) {
@@ -132,7 +117,7 @@ std::optional<std::string> mutf7_decode(std::string_view in) {
       } else if (cp >= 0x20 && cp <= 0x7E) {
         return std::nullopt;  // printable US-ASCII must be itself
       }
-      append_utf8(out, cp);
+      mail::append_utf8(out, cp);
     }
     i = end + 1;
     last_was_shift = true;

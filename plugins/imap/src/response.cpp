@@ -92,23 +92,6 @@ std::string sequence_set_text(const std::vector<uint32_t>& numbers) {
 
 std::string mailbox_name(std::string_view utf8_name) { return imap_string(mutf7_encode(utf8_name)); }
 
-std::string ascii_upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  }
-  return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'a' && x <= 'z') x = static_cast<char>(x - 'a' + 'A');
-    if (y >= 'a' && y <= 'z') y = static_cast<char>(y - 'a' + 'A');
-    if (x != y) return false;
-  }
-  return true;
-}
+std::string ascii_upper(std::string_view s) { return mail::to_upper(s); }
 
 }  // namespace postern::imap

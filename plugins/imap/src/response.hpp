@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include <postern/mail/ascii.hpp>
+
 namespace postern::imap {
 
 /** Whether `c` may appear in an atom (ATOM-CHAR: no specials, CTL, SP or 8-bit). */
@@ -39,7 +41,7 @@ std::string mailbox_name(std::string_view utf8_name);
 
 /** Upper-cases ASCII letters. */
 std::string ascii_upper(std::string_view s);
-/** ASCII case-insensitive equality. */
-bool iequals(std::string_view a, std::string_view b);
+/** ASCII case-insensitive equality (the mail library's). */
+using mail::iequals;
 
 }  // namespace postern::imap

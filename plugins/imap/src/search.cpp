@@ -2,6 +2,7 @@
 #include "search.hpp"
 
 #include <postern/abi/v1/postern_abi.h>
+#include <postern/mail/ascii.hpp>
 
 #include <algorithm>
 #include <optional>
@@ -9,16 +10,7 @@
 namespace postern::imap {
 namespace {
 
-bool iequals_ascii(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
-    if (x != y) return false;
-  }
-  return true;
-}
+using mail::iequals;
 
 int64_t day_of(int64_t epoch_seconds) {
   return epoch_seconds >= 0 ? epoch_seconds / 86400 : -((-epoch_seconds + 86399) / 86400);
@@ -84,7 +76,7 @@ class Evaluator {
   bool has_keyword(const std::string& kw) const {
     if (s_.keywords == nullptr) return false;
     return std::any_of(s_.keywords->begin(), s_.keywords->end(),
-                       [&](const std::string& k) { return iequals_ascii(k, kw); });
+                       [&](const std::string& k) { return iequals(k, kw); });
   }
 
   const ParsedMessage* message() {
@@ -113,7 +105,7 @@ class Evaluator {
     if (m == nullptr) return false;
     std::string folded_needle = fold_case(needle);
     for (const HeaderField& f : header_fields(m->header_block(m->root()))) {
-      if (!iequals_ascii(f.name, name)) continue;
+      if (!iequals(f.name, name)) continue;
       if (folded_needle.empty()) return true;  // RFC 3501: HEADER name "" matches any message with the field
       if (fold_case(decode_header_value(f.value())).find(folded_needle) != std::string::npos) return true;
     }

@@ -1,5 +1,7 @@
 #include "session.hpp"
 
+#include <postern/mail/codec.hpp>
+
 #include "message.hpp"
 #include "mutf7.hpp"
 #include "response.hpp"
@@ -78,34 +80,6 @@ std::string one_line(std::string s) {
 }
 
 }  // namespace
-
-std::optional<std::string> base64_decode(std::string_view in) {
-  std::string out;
-  uint32_t bits = 0;
-  int n = 0;
-  size_t pad = 0;
-  for (char c : in) {
-    int v;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9') v = c - '0' + 52;
-    else if (c == '+') v = 62;
-    else if (c == '/') v = 63;
-    else if (c == '=') {
-      ++pad;
-      continue;
-    } else return std::nullopt;
-    if (pad > 0) return std::nullopt;
-    bits = (bits << 6) | static_cast<uint32_t>(v);
-    n += 6;
-    if (n >= 8) {
-      n -= 8;
-      out += static_cast<char>((bits >> n) & 0xFF);
-    }
-  }
-  if ((in.size() % 4) != 0 || pad > 2) return std::nullopt;
-  return out;
-}
 
 uint32_t LoginThrottle::fail(const std::string& ip, std::chrono::steady_clock::time_point now) {
   std::lock_guard lock(mu_);
@@ -426,7 +400,7 @@ void Session::handle_line(std::string line) {
 }
 
 void Session::finish_authenticate(const std::string& tag, const std::string& response) {
-  auto decoded = base64_decode(response);
+  auto decoded = mail::decode_base64_strict(response);
   if (!decoded) {
     reply(tagged(tag, "BAD", "Invalid base64 in the authentication response"));
     return;

@@ -216,7 +216,4 @@ class Connection : public sdk::Connection {
   std::shared_ptr<Session> session_;
 };
 
-/** Decodes base64 (RFC 4648); nullopt if malformed. */
-std::optional<std::string> base64_decode(std::string_view in);
-
 }  // namespace postern::imap

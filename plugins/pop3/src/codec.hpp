@@ -48,8 +48,6 @@ uint64_t wire_size(std::string_view raw);
  */
 void encode_message(std::string_view raw, std::optional<uint64_t> body_lines, std::string& out);
 
-/** Strict RFC 4648 base64 decoding (padding required, no whitespace). */
-std::optional<std::string> base64_decode(std::string_view in);
 
 /** RFC 4616 PLAIN: [authzid] NUL authcid NUL passwd. */
 struct PlainCredentials {

@@ -2,6 +2,8 @@
 
 #include "codec.hpp"
 
+#include <postern/mail/codec.hpp>
+
 #include <cctype>
 #include <string>
 #include <utility>
@@ -200,7 +202,7 @@ void Engine::authorization(const std::string& kw, const std::string& args) {
 }
 
 void Engine::plain_response(std::string_view base64) {
-  auto decoded = base64_decode(base64);
+  auto decoded = mail::decode_base64_strict(base64);
   if (!decoded) return bad_command("Invalid base64 data");
   auto creds = parse_plain(*decoded);
   // No proxy authorization: an authzid, when given, must be the login itself.

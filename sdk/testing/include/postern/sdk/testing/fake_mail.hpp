@@ -40,6 +40,8 @@
 #include <utility>
 #include <vector>
 
+#include <postern/mail/ascii.hpp>
+
 namespace postern::sdk::testing {
 
 namespace mail_detail {
@@ -227,11 +229,7 @@ struct ResultBuilder {
   }
 };
 
-inline bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
+using ::postern::mail::iequals;
 
 inline std::string lower(std::string_view s) {
   std::string out(s);

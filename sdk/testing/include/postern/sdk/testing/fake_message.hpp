@@ -7,7 +7,8 @@
  * It is deliberately small: header fields are split and unfolded (RFC 5322
  * §2.2.3) but RFC 2047 encoded words are NOT decoded, and the whole message is
  * exposed as one MIME part (part 0) whose body has base64 or quoted-printable
- * undone. posternd uses the core MIME parser instead (full tree, RFC 2231
+ * undone (by the mail library's decoders, Postern::mail). posternd uses the
+ * library's MIME parser for the rest (full tree, RFC 2231
  * parameters, RFC 2047 words): a plugin that walks multipart trees must be
  * tested against the real host too (tests/integration).
  */
@@ -22,6 +23,9 @@
 #include <utility>
 #include <vector>
 
+#include <postern/mail/ascii.hpp>
+#include <postern/mail/codec.hpp>
+
 namespace postern::sdk::testing {
 
 /** Turns bare LF line ends into CRLF (the host hands plugins CRLF messages). */
@@ -35,14 +39,8 @@ inline std::string to_crlf(std::string_view in) {
   return out;
 }
 
-/** ASCII case-insensitive comparison (header and attribute names). */
-inline bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  }
-  return true;
-}
+/** ASCII case-insensitive comparison (header and attribute names): the mail library's. */
+using ::postern::mail::iequals;
 
 /** A parsed message: header fields, one part, the decoded body. Immutable after construction. */
 class FakeMessage {
@@ -145,62 +143,12 @@ class FakeMessage {
 
     const std::string_view body = std::string_view(raw_).substr(std::min(body_offset_, raw_.size()));
     if (transfer_encoding_ == "base64") {
-      decoded_body_ = decode_base64(body);
+      decoded_body_ = ::postern::mail::decode_base64(body);
     } else if (transfer_encoding_ == "quoted-printable") {
-      decoded_body_ = decode_qp(body);
+      decoded_body_ = ::postern::mail::decode_quoted_printable(body);
     } else {
       decoded_body_ = std::string(body);
     }
-  }
-
-  static std::string decode_base64(std::string_view in) {
-    std::string out;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (char c : in) {
-      int v;
-      if (c >= 'A' && c <= 'Z') v = c - 'A';
-      else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-      else if (c >= '0' && c <= '9') v = c - '0' + 52;
-      else if (c == '+') v = 62;
-      else if (c == '/') v = 63;
-      else continue;  // line ends, padding, garbage
-      acc = (acc << 6) | static_cast<uint32_t>(v);
-      bits += 6;
-      if (bits >= 8) {
-        bits -= 8;
-        out.push_back(static_cast<char>((acc >> bits) & 0xFF));
-      }
-    }
-    return out;
-  }
-
-  static std::string decode_qp(std::string_view in) {
-    auto hex = [](char c) -> int {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      return -1;
-    };
-    std::string out;
-    for (size_t i = 0; i < in.size(); ++i) {
-      if (in[i] != '=') {
-        out.push_back(in[i]);
-        continue;
-      }
-      // RFC 2045 §6.7: "=" at the end of a line is a soft line break.
-      if (i + 2 < in.size() && in[i + 1] == '\r' && in[i + 2] == '\n') {
-        i += 2;
-      } else if (i + 1 < in.size() && in[i + 1] == '\n') {
-        i += 1;
-      } else if (i + 2 < in.size() && hex(in[i + 1]) >= 0 && hex(in[i + 2]) >= 0) {
-        out.push_back(static_cast<char>(hex(in[i + 1]) * 16 + hex(in[i + 2])));
-        i += 2;
-      } else {
-        out.push_back('=');
-      }
-    }
-    return out;
   }
 
   std::string raw_;

@@ -1,25 +1,20 @@
-// Transfer and header encodings: base64, quoted-printable, RFC 2047 encoded-words,
-// unfolding, and charset conversion to UTF-8 through iconv.
-#include <iconv.h>
+// Transfer and header encodings: base64, quoted-printable, RFC 2047 encoded-words and
+// unfolding.
+#include "postern/mail/codec.hpp"
 
 #include <array>
-#include <cerrno>
 #include <cstdint>
-#include <initializer_list>
 #include <string>
 #include <string_view>
 
-#include "core/mime/mime.hpp"
+#include "postern/mail/ascii.hpp"
+#include "postern/mail/charset.hpp"
 
-namespace postern::core::mime {
+namespace postern::mail {
 namespace {
 
 // Long enough for every IANA charset name; anything longer is not a charset.
 constexpr size_t kMaxCharsetName = 64;
-
-constexpr bool is_wsp(char c) { return c == ' ' || c == '\t'; }
-
-constexpr char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -39,179 +34,6 @@ constexpr std::array<int8_t, 256> make_base64_table() {
   return table;
 }
 constexpr std::array<int8_t, 256> kBase64 = make_base64_table();
-
-// Length of the valid UTF-8 sequence at s[i], or 0 when it is invalid (overlong forms,
-// surrogates and code points past U+10FFFF are invalid, RFC 3629 §4).
-size_t utf8_sequence(std::string_view s, size_t i) {
-  const auto b0 = static_cast<unsigned char>(s[i]);
-  if (b0 < 0x80) return 1;
-  size_t len = 0;
-  unsigned char lo = 0x80, hi = 0xBF;
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    len = 2;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    len = 3;
-    if (b0 == 0xE0) lo = 0xA0;
-    if (b0 == 0xED) hi = 0x9F;
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    len = 4;
-    if (b0 == 0xF0) lo = 0x90;
-    if (b0 == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) return 0;
-  const auto b1 = static_cast<unsigned char>(s[i + 1]);
-  if (b1 < lo || b1 > hi) return 0;
-  for (size_t k = 2; k < len; ++k) {
-    const auto b = static_cast<unsigned char>(s[i + k]);
-    if (b < 0x80 || b > 0xBF) return 0;
-  }
-  return len;
-}
-
-bool is_ascii(std::string_view s) {
-  for (char c : s) {
-    if (static_cast<unsigned char>(c) >= 0x80) return false;
-  }
-  return true;
-}
-
-bool is_valid_utf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    const size_t n = utf8_sequence(s, i);
-    if (n == 0) return false;
-    i += n;
-  }
-  return true;
-}
-
-constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
-
-std::string sanitize_utf8(std::string_view s) {
-  if (is_valid_utf8(s)) return std::string(s);
-  std::string out;
-  out.reserve(s.size() + 8);
-  for (size_t i = 0; i < s.size();) {
-    const size_t n = utf8_sequence(s, i);
-    if (n == 0) {
-      out += kReplacement;
-      ++i;
-    } else {
-      out.append(s.substr(i, n));
-      i += n;
-    }
-  }
-  return out;
-}
-
-// Lower-cases and checks a charset label. Only names iconv could mean are let through:
-// glibc reads "//" and "," in a name as conversion flags.
-std::string normalize_charset(std::string_view charset) {
-  while (!charset.empty() && (is_wsp(charset.front()) || charset.front() == '"')) charset.remove_prefix(1);
-  while (!charset.empty() && (is_wsp(charset.back()) || charset.back() == '"')) charset.remove_suffix(1);
-  if (charset.size() > kMaxCharsetName) return {};
-  std::string out;
-  out.reserve(charset.size());
-  for (char c : charset) {
-    const char l = ascii_lower(c);
-    const bool ok = (l >= 'a' && l <= 'z') || (l >= '0' && l <= '9') || l == '-' || l == '_' ||
-                    l == '.' || l == ':' || l == '+';
-    if (!ok) return {};
-    out += l;
-  }
-  return out;
-}
-
-bool is_one_of(std::string_view s, std::initializer_list<std::string_view> names) {
-  for (std::string_view n : names) {
-    if (s == n) return true;
-  }
-  return false;
-}
-
-// Labels that mean "no idea": the octets are passed through.
-bool is_unknown_charset(std::string_view cs) {
-  return is_one_of(cs, {"unknown-8bit", "x-unknown", "unknown", "binary", "8bit", "7bit",
-                        "x-user-defined", "default", "charset", "none"});
-}
-
-// Maps labels that senders use loosely to the superset they actually mean (the same
-// choices as the WHATWG Encoding Standard), or to names glibc knows.
-std::string_view iconv_name(std::string_view cs) {
-  if (is_one_of(cs, {"iso-8859-1", "iso8859-1", "iso_8859-1", "latin1", "l1", "cp819",
-                     "iso-ir-100", "ibm819", "csisolatin1"})) {
-    return "WINDOWS-1252";
-  }
-  if (is_one_of(cs, {"gb2312", "gbk", "x-gbk", "euc-cn", "cp936", "csgb2312", "gb_2312-80"})) {
-    return "GB18030";
-  }
-  if (is_one_of(cs, {"ks_c_5601-1987", "ks_c_5601", "ksc5601", "ksc_5601", "euc-kr", "cp949",
-                     "x-windows-949", "windows-949"})) {
-    return "CP949";
-  }
-  if (is_one_of(cs, {"shift_jis", "shift-jis", "sjis", "x-sjis", "ms_kanji", "windows-31j",
-                     "csshiftjis", "cp932"})) {
-    return "CP932";
-  }
-  if (is_one_of(cs, {"tis-620", "windows-874", "iso-8859-11", "x-windows-874"})) return "CP874";
-  if (is_one_of(cs, {"iso-8859-8-i", "iso-8859-8-e"})) return "ISO-8859-8";
-  if (is_one_of(cs, {"iso-8859-6-i", "iso-8859-6-e"})) return "ISO-8859-6";
-  if (is_one_of(cs, {"x-mac-roman", "mac", "macintosh", "x-mac"})) return "MACINTOSH";
-  if (is_one_of(cs, {"big5", "x-x-big5", "cn-big5", "csbig5"})) return "BIG5-HKSCS";
-  if (is_one_of(cs, {"unicode-1-1-utf-7", "utf7"})) return "UTF-7";
-  return cs;
-}
-
-std::string convert_with_iconv(std::string_view in, std::string_view name) {
-  const std::string from(name);
-  iconv_t cd = iconv_open("UTF-8", from.c_str());
-  if (cd == reinterpret_cast<iconv_t>(-1)) return std::string(in);
-
-  std::string out(in.size() * 2 + 16, '\0');
-  size_t used = 0;
-  auto ensure = [&](size_t room) {
-    if (out.size() - used < room) out.resize(out.size() * 2 + room);
-  };
-  // iconv takes char** although it never writes the input.
-  char* inbuf = const_cast<char*>(in.data());
-  size_t inleft = in.size();
-  while (inleft > 0) {
-    char* outbuf = out.data() + used;
-    size_t outleft = out.size() - used;
-    const size_t rc = iconv(cd, &inbuf, &inleft, &outbuf, &outleft);
-    used = static_cast<size_t>(outbuf - out.data());
-    if (rc != static_cast<size_t>(-1)) break;
-    if (errno == E2BIG) {
-      ensure(out.size());
-    } else if (errno == EILSEQ) {
-      // An invalid octet: mark it and go on with the next one.
-      ensure(kReplacement.size());
-      out.replace(used, kReplacement.size(), kReplacement);
-      used += kReplacement.size();
-      ++inbuf;
-      --inleft;
-    } else {
-      // EINVAL: the input ends inside a character.
-      ensure(kReplacement.size());
-      out.replace(used, kReplacement.size(), kReplacement);
-      used += kReplacement.size();
-      break;
-    }
-  }
-  // Return a stateful encoding (ISO-2022-JP, UTF-7) to its initial state.
-  for (int tries = 0; tries < 8; ++tries) {
-    char* outbuf = out.data() + used;
-    size_t outleft = out.size() - used;
-    const size_t rc = iconv(cd, nullptr, nullptr, &outbuf, &outleft);
-    used = static_cast<size_t>(outbuf - out.data());
-    if (rc != static_cast<size_t>(-1) || errno != E2BIG) break;
-    ensure(out.size());
-  }
-  iconv_close(cd);
-  out.resize(used);
-  return out;
-}
 
 void decode_q(std::string_view text, std::string& out) {
   for (size_t i = 0; i < text.size(); ++i) {
@@ -324,6 +146,60 @@ std::string decode_base64(std::string_view in) {
   return out;
 }
 
+std::optional<std::string> decode_base64_strict(std::string_view in) {
+  if (in.size() % 4 != 0) return std::nullopt;
+  std::string out;
+  out.reserve(in.size() / 4 * 3);
+  for (size_t i = 0; i < in.size(); i += 4) {
+    const bool last = i + 4 == in.size();
+    uint32_t v[4];
+    int pad = 0;
+    for (size_t k = 0; k < 4; ++k) {
+      const char c = in[i + k];
+      if (c == '=' && last && k >= 2) {
+        v[k] = 0;
+        ++pad;
+        continue;
+      }
+      if (pad > 0) return std::nullopt;  // data after padding
+      const int8_t d = kBase64[static_cast<unsigned char>(c)];
+      if (d < 0) return std::nullopt;
+      v[k] = static_cast<uint32_t>(d);
+    }
+    const uint32_t n = (v[0] << 18) | (v[1] << 12) | (v[2] << 6) | v[3];
+    out.push_back(static_cast<char>((n >> 16) & 0xFF));
+    if (pad < 2) out.push_back(static_cast<char>((n >> 8) & 0xFF));
+    if (pad < 1) out.push_back(static_cast<char>(n & 0xFF));
+  }
+  return out;
+}
+
+std::string encode_base64(std::string_view data) {
+  static constexpr std::string_view kAlphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((data.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < data.size(); i += 3) {
+    const uint32_t v = (static_cast<uint32_t>(static_cast<uint8_t>(data[i])) << 16) |
+                       (static_cast<uint32_t>(static_cast<uint8_t>(data[i + 1])) << 8) |
+                       static_cast<uint8_t>(data[i + 2]);
+    out += kAlphabet[v >> 18];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += kAlphabet[v & 63];
+  }
+  if (i < data.size()) {
+    uint32_t v = static_cast<uint32_t>(static_cast<uint8_t>(data[i])) << 16;
+    if (i + 1 < data.size()) v |= static_cast<uint32_t>(static_cast<uint8_t>(data[i + 1])) << 8;
+    out += kAlphabet[v >> 18];
+    out += kAlphabet[(v >> 12) & 63];
+    out += i + 1 < data.size() ? kAlphabet[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
 std::string decode_quoted_printable(std::string_view in) {
   std::string out;
   out.reserve(in.size());
@@ -369,20 +245,6 @@ std::string unfold(std::string_view raw_value) {
     out += c;
   }
   return out;
-}
-
-std::string to_utf8(std::string_view in, std::string_view charset) {
-  if (in.empty()) return {};
-  const std::string cs = normalize_charset(charset);
-  if (cs.empty() || is_unknown_charset(cs)) return std::string(in);
-  if (is_one_of(cs, {"utf-8", "utf8", "unicode-1-1-utf-8", "x-utf-8"})) return sanitize_utf8(in);
-  if (is_one_of(cs, {"us-ascii", "ascii", "ansi_x3.4-1968", "iso646-us", "us", "iso-ir-6",
-                     "cp367", "ibm367", "csascii"})) {
-    // 8-bit text labelled us-ascii is usually UTF-8, else windows-1252.
-    if (is_ascii(in) || is_valid_utf8(in)) return std::string(in);
-    return convert_with_iconv(in, "WINDOWS-1252");
-  }
-  return convert_with_iconv(in, iconv_name(cs));
 }
 
 std::string decode_rfc2047(std::string_view value) {
@@ -435,4 +297,4 @@ std::string decode_rfc2047(std::string_view value) {
   return out;
 }
 
-}  // namespace postern::core::mime
+}  // namespace postern::mail

@@ -1,7 +1,9 @@
 // The MIME structure parser and the Content-Type / parameter parsers it relies on.
 // One pass over the lines of the raw message with an explicit stack of open entities:
 // no recursion, so no input can exhaust the call stack.
-#include "core/mime/mime.hpp"
+#include "postern/mail/mime.hpp"
+
+#include "postern/mail/ascii.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -11,33 +13,10 @@
 #include <utility>
 #include <vector>
 
-namespace postern::core::mime {
+namespace postern::mail {
 namespace {
 
-constexpr bool is_wsp(char c) { return c == ' ' || c == '\t'; }
-
-constexpr char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = ascii_lower(c);
-  return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
-  }
-  return true;
-}
-
-std::string_view trim(std::string_view s) {
-  auto space = [](char c) { return is_wsp(c) || c == '\r' || c == '\n'; };
-  while (!s.empty() && space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && space(s.back())) s.remove_suffix(1);
-  return s;
-}
+std::string lower(std::string_view s) { return to_lower(s); }
 
 // Skips whitespace and RFC 5322 §3.2.2 comments, which MIME allows between tokens
 // (RFC 2045 §5.1). Nesting is counted, not recursed.
@@ -741,4 +720,4 @@ std::string Message::decoded_body(size_t part_index) const {
   return std::string(body);
 }
 
-}  // namespace postern::core::mime
+}  // namespace postern::mail

@@ -1,4 +1,4 @@
-#include "core/mime/mime.hpp"
+#include "postern/mail/mime.hpp"
 
 #include <gtest/gtest.h>
 
@@ -10,11 +10,11 @@
 #include <utility>
 #include <vector>
 
-namespace postern::core::mime {
+namespace postern::mail {
 namespace {
 
 std::string read_sample(const std::string& name) {
-  std::ifstream in(std::string(POSTERN_TEST_DATA_DIR) + "/mime/" + name, std::ios::binary);
+  std::ifstream in(std::string(POSTERN_MAIL_TEST_DATA_DIR) + "/" + name, std::ios::binary);
   EXPECT_TRUE(in.good()) << name;
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
@@ -706,4 +706,4 @@ TEST(MimeParserTest, SurvivesHostileInputs) {
 }
 
 }  // namespace
-}  // namespace postern::core::mime
+}  // namespace postern::mail
