@@ -288,7 +288,9 @@ class Daemon {
   void start_control(const config::Manifest& m) {
     ctl::add_core_commands(
         registry_,
-        [this] { return ctl::CoreContext{std::atomic_load(&manifest_), rt_.directory}; },
+        // The directory by value: a command still queued at shutdown must not
+        // read rt_.directory while unwire_all resets it.
+        [this, dir = rt_.directory] { return ctl::CoreContext{std::atomic_load(&manifest_), dir}; },
         [this](std::function<void()> fn) { boost::asio::post(*workers_, std::move(fn)); });
     registry_.set_source([this] { return plugin::plugin_commands(current_chain(), *workers_); });
     control_server_ = std::make_unique<control::ControlServer>(io_, registry_, m.control_socket);

@@ -102,7 +102,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
 ControlServer::ControlServer(boost::asio::io_context& io, const Registry& registry, std::filesystem::path socket_path,
                              std::chrono::milliseconds timeout)
-    : io_(io), registry_(registry), path_(std::move(socket_path)), timeout_(timeout), acceptor_(io) {}
+    : io_(io),
+      registry_(registry),
+      path_(std::move(socket_path)),
+      timeout_(timeout),
+      strand_(boost::asio::make_strand(io)),
+      acceptor_(strand_) {}
 
 ControlServer::~ControlServer() { stop(); }
 
@@ -113,10 +118,11 @@ void ControlServer::start() {
   std::filesystem::remove(path_, fec);  // stale from a crash; the pid file guards against two daemons
   boost::system::error_code ec;
   acceptor_.open(stream_protocol(), ec);
-  // The socket is created 0600 (umask) and chmod-ed again: never a moment in which others may connect.
-  const mode_t old = ::umask(0177);
+  // The socket inode takes the descriptor's mode at bind (Linux), so it is 0600
+  // from its first moment, and chmod-ed again after; the process umask, which
+  // other threads' files depend on, is never touched.
+  if (!ec && ::fchmod(acceptor_.native_handle(), 0600) != 0) ec.assign(errno, boost::system::system_category());
   if (!ec) acceptor_.bind(stream_protocol::endpoint(path_.string()), ec);
-  ::umask(old);
   if (!ec && ::chmod(path_.c_str(), 0600) != 0) ec.assign(errno, boost::system::system_category());
   if (!ec) acceptor_.listen(boost::asio::socket_base::max_listen_connections, ec);
   if (ec) throw std::runtime_error("control socket " + path_.string() + ": " + ec.message());
@@ -125,12 +131,21 @@ void ControlServer::start() {
 }
 
 void ControlServer::stop() {
-  if (!started_) return;
-  started_ = false;
-  boost::system::error_code ec;
-  acceptor_.close(ec);
+  // The acceptor lives on its strand: a stop from a signal handler on another
+  // I/O thread closes it there, never beside a running accept handler. The
+  // socket file goes at once; the destructor (after io.run) closes directly.
+  if (!started_.exchange(false)) return;
   std::error_code fec;
   std::filesystem::remove(path_, fec);
+  if (io_.stopped()) {
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    return;
+  }
+  boost::asio::post(strand_, [this] {
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+  });
 }
 
 void ControlServer::accept() {

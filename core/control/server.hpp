@@ -11,7 +11,9 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/strand.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -48,8 +50,9 @@ class ControlServer {
   const Registry& registry_;
   std::filesystem::path path_;
   std::chrono::milliseconds timeout_;
+  boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
-  bool started_ = false;
+  std::atomic<bool> started_{false};
 };
 
 }  // namespace postern::core::control

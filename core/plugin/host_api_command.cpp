@@ -56,10 +56,14 @@ postern_status_t command_register(postern_host_t* host, const postern_command_sp
   c.verb = std::string(sv(spec->verb));
   c.summary = std::string(sv(spec->summary));
   c.owner = p.name();
+  // The elements are as large as the plugin's header made them: step by the
+  // first one's struct_size and read only the 1.3 members (postern_abi.h).
   constexpr size_t kMinArg = offsetof(postern_command_arg_t, description) + sizeof(postern_str_t);
+  const size_t stride = spec->arg_count == 0 ? sizeof(postern_command_arg_t) : spec->args[0].struct_size;
   for (size_t i = 0; i < spec->arg_count; ++i) {
-    const postern_command_arg_t& a = spec->args[i];
-    if (a.struct_size < kMinArg || a.type > POSTERN_ARG_STRING_LIST) {
+    const postern_command_arg_t& a =
+        *reinterpret_cast<const postern_command_arg_t*>(reinterpret_cast<const char*>(spec->args) + i * stride);
+    if (stride < kMinArg || a.struct_size != stride || a.type > POSTERN_ARG_STRING_LIST) {
       log::error("plugin", "name={} command {} {}: argument {} is malformed", p.name(), c.area, c.verb, i);
       return POSTERN_ERR_INVALID;
     }
@@ -139,6 +143,7 @@ void run_command(const LoadedPlugin& p, const CommandRegistration& reg, const co
   for (size_t i = 0; i < reg.spec.args.size(); ++i) {
     const control::ArgSpec& a = reg.spec.args[i];
     postern_command_value_t v{};
+    v.struct_size = sizeof(postern_command_value_t);
     v.name = abi(a.name);
     v.type = static_cast<uint32_t>(a.type);
     if (const boost::json::value* j = req.args.if_contains(a.name)) {
@@ -158,7 +163,9 @@ void run_command(const LoadedPlugin& p, const CommandRegistration& reg, const co
   }
   auto* reply = new postern_command_reply{p.name(), req.format, done};
   try {
-    reg.fn(reg.user, values.data(), values.size(), reply);
+    std::vector<const postern_command_value_t*> pointers;
+    for (const postern_command_value_t& v : values) pointers.push_back(&v);
+    reg.fn(reg.user, pointers.data(), pointers.size(), reply);
   } catch (...) {
     // A C++ plugin without the SDK's wrapper threw: the handle's fate is
     // unknown (it may have been completed), so it is not touched; the

@@ -321,6 +321,13 @@ struct ConnectOp : std::enable_shared_from_this<ConnectOp> {
   /** stream_connect_cancel or unload. */
   void abort() {
     if (stream) {
+      // A cancel that lost the race to on_open (queued on this strand before
+      // it): the plugin owns the stream now and the id is settled, so the
+      // cancel is ignored as documented. Unload ends such streams itself.
+      if (std::shared_ptr<Outstanding> out = call->outstanding.lock()) {
+        std::lock_guard lock(out->mutex);
+        if (out->connects.count(call->id) == 0) return;
+      }
       stream->shutdown();  // on_stream_end reports CANCELLED unless on_open ran
       return;
     }

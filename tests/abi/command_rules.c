@@ -16,7 +16,7 @@ static postern_str_t str(const char* s) {
   return out;
 }
 
-static void echo(void* user, const postern_command_value_t* args, size_t n, postern_command_reply_t* reply) {
+static void echo(void* user, const postern_command_value_t* const* args, size_t n, postern_command_reply_t* reply) {
   (void)user;
   /* Declared: text (string, required, positional), times (integer), loud (boolean), items (list). */
   char json[1024];
@@ -25,15 +25,15 @@ static void echo(void* user, const postern_command_value_t* args, size_t n, post
     g_api->command_complete(reply, POSTERN_COMMAND_FAIL, str(""), str("wrong argument count"));
     return;
   }
-  if (args[1].present && args[1].integer < 0) {
+  if (args[1]->present && args[1]->integer < 0) {
     g_api->command_complete(reply, POSTERN_COMMAND_USAGE, str(""), str("times must be >= 0"));
     return;
   }
   snprintf(json, sizeof json, "{\"text\":\"%.*s\",\"times\":%lld,\"loud\":%s,\"items\":%zu,\"first\":\"%.*s\"}",
-           (int)args[0].text.len, args[0].text.ptr, (long long)(args[1].present ? args[1].integer : 1),
-           args[2].integer ? "true" : "false", args[3].item_count,
-           args[3].item_count ? (int)args[3].items[0].len : 0, args[3].item_count ? args[3].items[0].ptr : "");
-  snprintf(text, sizeof text, "echo %.*s\n", (int)args[0].text.len, args[0].text.ptr);
+           (int)args[0]->text.len, args[0]->text.ptr, (long long)(args[1]->present ? args[1]->integer : 1),
+           args[2]->integer ? "true" : "false", args[3]->item_count,
+           args[3]->item_count ? (int)args[3]->items[0].len : 0, args[3]->item_count ? args[3]->items[0].ptr : "");
+  snprintf(text, sizeof text, "echo %.*s\n", (int)args[0]->text.len, args[0]->text.ptr);
   g_api->command_complete(reply, POSTERN_COMMAND_OK, str(json), str(text));
 }
 
@@ -43,7 +43,7 @@ static void later(void* user, uint32_t fired) {
                           str(fired ? "" : "unloaded"));
 }
 
-static void late(void* user, const postern_command_value_t* args, size_t n, postern_command_reply_t* reply) {
+static void late(void* user, const postern_command_value_t* const* args, size_t n, postern_command_reply_t* reply) {
   (void)args;
   (void)n;
   postern_host_t* host = (postern_host_t*)user;
@@ -52,7 +52,7 @@ static void late(void* user, const postern_command_value_t* args, size_t n, post
   }
 }
 
-static void bad_json(void* user, const postern_command_value_t* args, size_t n, postern_command_reply_t* reply) {
+static void bad_json(void* user, const postern_command_value_t* const* args, size_t n, postern_command_reply_t* reply) {
   (void)user;
   (void)args;
   (void)n;

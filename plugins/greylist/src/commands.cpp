@@ -43,7 +43,7 @@ __attribute__((format(printf, 2, 3))) void append(std::string& out, const char* 
 
 }  // namespace
 
-void GreylistPlugin::list_command(sdk::CommandReply reply) {
+void GreylistPlugin::list_command(sdk::CommandReply& reply) {
   std::string json = "{\"triplets\":[";
   std::string text;
   append(text, "%-24s %-32s %-32s %-20s %-20s %s\n", "NETWORK", "SENDER", "RECIPIENT", "FIRST SEEN", "PASSED",
@@ -85,7 +85,7 @@ void GreylistPlugin::list_command(sdk::CommandReply reply) {
   reply.ok(json + "]}", text);
 }
 
-void GreylistPlugin::allow_command(const std::string& network, sdk::CommandReply reply) {
+void GreylistPlugin::allow_command(const std::string& network, sdk::CommandReply& reply) {
   const auto net = Network::parse(network);
   if (!net) {
     reply.fail(sdk::CommandExit::Usage, "greylist allow: '" + network + "' is not an IP address or CIDR network");
@@ -108,7 +108,7 @@ void GreylistPlugin::allow_command(const std::string& network, sdk::CommandReply
   reply.ok("{\"allowed\":" + sdk::json_quote(text) + "}", "allowed " + text + "\n");
 }
 
-void GreylistPlugin::flush_command(bool expired, bool all, sdk::CommandReply reply) {
+void GreylistPlugin::flush_command(bool expired, bool all, sdk::CommandReply& reply) {
   if (expired && all) {
     reply.fail(sdk::CommandExit::Usage, "greylist flush: --expired and --all exclude each other");
     return;
@@ -165,14 +165,14 @@ sdk::Status GreylistPlugin::add_commands(sdk::InitContext& ctx) {
     };
   };
   if (auto s = ctx.command(sdk::CommandSpec("greylist", "list", "triplets and whitelisted networks"),
-                           guarded([this](const sdk::CommandArgs&, sdk::CommandReply& r) { list_command(std::move(r)); }));
+                           guarded([this](const sdk::CommandArgs&, sdk::CommandReply& r) { list_command(r); }));
       !s)
     return s;
   if (auto s = ctx.command(
           sdk::CommandSpec("greylist", "allow", "whitelists an address or network (never expires)")
               .arg("network", sdk::ArgType::String, "an IP address or CIDR network", sdk::kRequired | sdk::kPositional),
           guarded([this](const sdk::CommandArgs& a, sdk::CommandReply& r) {
-            allow_command(*a.string("network"), std::move(r));
+            allow_command(*a.string("network"), r);
           }));
       !s)
     return s;
@@ -183,7 +183,7 @@ sdk::Status GreylistPlugin::add_commands(sdk::InitContext& ctx) {
           .arg("expired", sdk::ArgType::Boolean, "only what the window and auto-whitelist-for expired")
           .arg("all", sdk::ArgType::Boolean, "manual whitelist entries too"),
       guarded([this](const sdk::CommandArgs& a, sdk::CommandReply& r) {
-        flush_command(a.flag("expired"), a.flag("all"), std::move(r));
+        flush_command(a.flag("expired"), a.flag("all"), r);
       }));
 }
 

@@ -64,9 +64,9 @@ class GreylistPlugin {
  private:
   // Admin commands (commands.cpp): `greylist list | allow | flush`.
   sdk::Status add_commands(sdk::InitContext& ctx);
-  void list_command(sdk::CommandReply reply);
-  void allow_command(const std::string& network, sdk::CommandReply reply);
-  void flush_command(bool expired, bool all, sdk::CommandReply reply);
+  void list_command(sdk::CommandReply& reply);
+  void allow_command(const std::string& network, sdk::CommandReply& reply);
+  void flush_command(bool expired, bool all, sdk::CommandReply& reply);
 
   sdk::HookResult on_rcpt(sdk::Event& ev);
   sdk::HookResult decide(const sdk::Host& host, const Network& net, const Address& client, const std::string& sender,

@@ -103,7 +103,7 @@ TEST_F(PluginCommandsTest, CommandRegisterRefusesBadRegistrations) {
   spec.struct_size = sizeof spec;
   spec.area = {"rules", 5};
   spec.verb = {"later", 5};
-  EXPECT_EQ(plugin::host_api()->command_register(&host, &spec, [](void*, const postern_command_value_t*, size_t,
+  EXPECT_EQ(plugin::host_api()->command_register(&host, &spec, [](void*, const postern_command_value_t* const*, size_t,
                                                                   postern_command_reply_t*) {}, nullptr),
             POSTERN_ERR_UNAVAILABLE);
 }

@@ -17,6 +17,7 @@
 
 #include <postern/sdk/types.hpp>
 
+#include <cstddef>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -115,9 +116,11 @@ class CommandSpec {
 class CommandArgs {
  public:
   CommandArgs() = default;
-  CommandArgs(const postern_command_value_t* values, size_t count) {
+  CommandArgs(const postern_command_value_t* const* values, size_t count) {
+    constexpr size_t kV13 = offsetof(postern_command_value_t, item_count) + sizeof(size_t);
     for (size_t i = 0; i < count; ++i) {
-      const postern_command_value_t& v = values[i];
+      if (values[i] == nullptr || values[i]->struct_size < kV13) continue;  // members this SDK knows
+      const postern_command_value_t& v = *values[i];
       if (v.present == 0) continue;
       Value out;
       out.integer = v.integer;
@@ -209,7 +212,7 @@ struct CommandEntry {
   const postern_host_api_v1_t* api = nullptr;
   CommandHandler fn;
 
-  static void trampoline(void* user, const postern_command_value_t* values, size_t count,
+  static void trampoline(void* user, const postern_command_value_t* const* values, size_t count,
                          postern_command_reply_t* reply) {
     auto* self = static_cast<CommandEntry*>(user);
     CommandReply r(self->api, reply);

@@ -556,15 +556,19 @@ typedef void (*postern_timer_cb)(void* user_plugin_ptr, uint32_t fired);
  *   afterwards, whatever command_complete returned).
  * LIFETIME: independent of the client: when the client went away or the
  *   host's command timeout passed, command_complete still consumes the handle
- *   and returns POSTERN_ERR_UNAVAILABLE. A plugin completes every handle it
+ *   (the answer is dropped). A plugin completes every handle it
  *   holds before its on_destroy returns (the SDK's CommandReply does it).
  * THREADING: command_complete may be called from any thread.
  */
 typedef struct postern_command_reply postern_command_reply_t;
 
 /**
- * One declared argument. OWNERSHIP: the plugin's; the host copies it in
- * command_register. THREADING: n/a.
+ * One declared argument. `struct_size` is sizeof(postern_command_arg_t) of
+ * the plugin's header, the same for every element: the host steps through
+ * `args` by args[0].struct_size and reads only the members it covers, so
+ * the struct can grow in a later minor version.
+ * OWNERSHIP: the plugin's; the host copies it in command_register.
+ * THREADING: n/a.
  */
 typedef struct postern_command_arg {
   uint32_t struct_size;
@@ -589,11 +593,14 @@ typedef struct postern_command_spec {
 
 /**
  * One argument value of a call, validated by the host against the spec:
- * the callback gets one value per declared argument, in declaration order.
+ * the callback gets one value per declared argument, in declaration order,
+ * as an array of pointers, so the struct can grow in a later minor version:
+ * read a member only when `struct_size` covers it (the SDK does it).
  * OWNERSHIP: host. LIFETIME: only during the command callback; copy what
  *   you keep. THREADING: the callback's thread.
  */
 typedef struct postern_command_value {
+  uint32_t struct_size;
   postern_str_t name;
   uint32_t type;              /* POSTERN_ARG_* as declared */
   uint32_t present;           /* 0: not given (an optional argument) */
@@ -609,8 +616,8 @@ typedef struct postern_command_value {
  * THREADING: called on a host worker-pool thread (it may block on SQLite or
  *   files); calls for different requests may run at once.
  */
-typedef void (*postern_command_cb)(void* user_plugin_ptr, const postern_command_value_t* args, size_t arg_count,
-                                   postern_command_reply_t* reply);
+typedef void (*postern_command_cb)(void* user_plugin_ptr, const postern_command_value_t* const* args,
+                                   size_t arg_count, postern_command_reply_t* reply);
 /* --- added in ABI 1.3: outbound connections and message injection (types) */
 
 /**
@@ -635,6 +642,7 @@ typedef enum postern_connect_status {
  * Where stream_connect connects (ABI 1.3). The plugin zero-fills it, sets
  * struct_size and fills what it needs (zero members take the defaults).
  * OWNERSHIP: the plugin's; the host copies it before stream_connect returns.
+ * LIFETIME: only during the stream_connect call. THREADING: the caller's.
  */
 typedef struct postern_connect_options {
   uint32_t struct_size;
@@ -667,6 +675,7 @@ typedef void* (*postern_connect_cb)(void* user_plugin_ptr, uint32_t status, post
 /**
  * A message to inject into the queue (ABI 1.3). OWNERSHIP: the plugin's;
  * the host copies everything before inject returns.
+ * LIFETIME: only during the inject call. THREADING: the caller's.
  */
 typedef struct postern_inject_request {
   uint32_t struct_size;
@@ -1124,7 +1133,8 @@ typedef struct postern_host_api_v1 {
    * THREADING: any thread.
    * @return POSTERN_OK; POSTERN_ERR_INVALID when result_json is not valid
    *   JSON or exit_class is unknown (the client then gets a failure naming
-   *   the plugin); POSTERN_ERR_UNAVAILABLE when nobody waits any more.
+   *   the plugin). An answer for a client that went away, or after the
+   *   host's command timeout, is taken and dropped (POSTERN_OK).
    */
   postern_status_t (*command_complete)(postern_command_reply_t* reply, uint32_t exit_class, postern_str_t result_json,
                                        postern_str_t text);

@@ -1493,9 +1493,13 @@ struct Api {
     if (!valid_name(area) || !valid_name(verb) || std::find(std::begin(kCore), std::end(kCore), area) != std::end(kCore))
       return POSTERN_ERR_INVALID;
     CommandReg reg{s, std::string(sv(spec->summary)), {}, fn, user};
+    // Step by the plugin's struct_size, as posternd does (postern_abi.h).
+    const size_t stride = spec->arg_count == 0 ? sizeof(postern_command_arg_t) : spec->args[0].struct_size;
     for (size_t i = 0; i < spec->arg_count; ++i) {
-      const postern_command_arg_t& a = spec->args[i];
-      if (a.struct_size < sizeof(postern_command_arg_t) || a.type > POSTERN_ARG_STRING_LIST || !valid_name(sv(a.name)))
+      const postern_command_arg_t& a =
+          *reinterpret_cast<const postern_command_arg_t*>(reinterpret_cast<const char*>(spec->args) + i * stride);
+      if (stride < sizeof(postern_command_arg_t) || a.struct_size != stride || a.type > POSTERN_ARG_STRING_LIST ||
+          !valid_name(sv(a.name)))
         return POSTERN_ERR_INVALID;
       if ((a.flags & POSTERN_ARG_POSITIONAL) != 0 && a.type == POSTERN_ARG_BOOLEAN) return POSTERN_ERR_INVALID;
       reg.args.push_back({std::string(sv(a.name)), a.type, a.flags});
@@ -2946,6 +2950,7 @@ class FakeHost {
     std::vector<postern_command_value_t> abi_values;
     for (size_t i = 0; i < values.size(); ++i) {
       postern_command_value_t v{};
+      v.struct_size = sizeof(postern_command_value_t);
       v.name = detail::str(reg.args[i].name);
       v.type = reg.args[i].type;
       v.present = values[i].present ? 1 : 0;
@@ -2957,7 +2962,9 @@ class FakeHost {
       abi_values.push_back(v);
     }
     auto* handle = new std::shared_ptr<detail::CommandOutcome>(result.outcome_);
-    reg.fn(reg.user, abi_values.data(), abi_values.size(), reinterpret_cast<postern_command_reply_t*>(handle));
+    std::vector<const postern_command_value_t*> pointers;
+    for (const postern_command_value_t& v : abi_values) pointers.push_back(&v);
+    reg.fn(reg.user, pointers.data(), pointers.size(), reinterpret_cast<postern_command_reply_t*>(handle));
     return result;
   }
 
