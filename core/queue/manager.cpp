@@ -610,9 +610,14 @@ struct QueueManager::Impl : std::enable_shared_from_this<Impl> {
     if (job.msg->content) {
       // Off the scheduling strand: one large message must not stall every other delivery.
       try {
-        sd->txn.message = co_await util::offload(self->workers.get_executor(), [content = job.msg->content] {
+        // Named, not temporaries of the co_await expression: GCC 12 destroys
+        // such temporaries twice, and a shared_ptr in a lambda capture then
+        // drops one reference too many (the content freed under the queue).
+        net::any_io_executor pool = self->workers.get_executor();
+        auto parse = [content = job.msg->content] {
           return std::make_shared<const mime::Message>(mime::Message::parse(*content));
-        });
+        };
+        sd->txn.message = co_await util::offload(pool, std::move(parse));
       } catch (const std::exception& e) {
         log::warn("queue", "qid={} MIME parse failed: {}", job.msg->id, e.what());
       }
