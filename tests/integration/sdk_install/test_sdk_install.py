@@ -13,7 +13,8 @@ Steps:
   5. platform_probe (ABI 1.3): posternd with the imap plugin, a directory with
      local accounts and the mailbox store, and a verdict service (a Python TCP
      server on loopback): the plugin's outbound connection answers and its
-     pending data_end hook adds X-Probe-Verdict; mail to the watched address
+     pending data_end hook adds X-Probe-Verdict (or "unavailable (...)" when
+     the service closes without answering); mail to the watched address
      makes it inject a notice that lands in a mailbox; an imaplib UID MOVE
      INBOX -> Archive raises a `moved` event; `posternctl probe stats --json`
      (its admin command) shows the stored and moved events it counted
@@ -69,6 +70,8 @@ class VerdictHandler(socketserver.StreamRequestHandler):
             return
         request = line.decode("ascii", "replace").rstrip("\r\n")
         self.server.requests.append(request)
+        if "msgid=<silent-" in request:
+            return  # closes without answering: the plugin's on-unavailable path
         answer = "clean; " + request[len("CHECK "):] if request.startswith("CHECK ") else "unknown-request"
         self.wfile.write((answer + "\r\n").encode())
 
@@ -287,10 +290,19 @@ class SdkInstallTest(unittest.TestCase):
         self.assertEqual(header.count("X-Probe-Verdict:"), 1, header)
         self.assertIn("CHECK " + expected[len("clean; "):], verdict.requests)
 
+        # A service that closes without answering: on-unavailable="continue" marks the message and goes on.
+        silent = "<silent-{}@sdk-install.test>".format(uuid.uuid4().hex)
+        send("alice@" + domain, "no verdict", silent)
+        silent_uid = self._imap_find(imap, "INBOX", ("HEADER", "Message-ID", silent), d)
+        typ, data = imap.uid("FETCH", silent_uid, "(BODY.PEEK[HEADER])")
+        self.assertEqual(typ, "OK", data)
+        self.assertIn("X-Probe-Verdict: unavailable (closed without an answer)\r\n", data[0][1].decode())
+        self.assertIn("verdict service unavailable: closed without an answer", d.log())
+
         # 2. Mail to the watched address: an injected notice lands in alice's INBOX.
         watched = "<{}@sdk-install.test>".format(uuid.uuid4().hex)
         send("probe-notify@" + domain, "for the watched address", watched)
-        notice_uid = self._imap_find(imap, "INBOX", ("SUBJECT", "Mail for probe-notify@" + domain), d)
+        notice_uid = self._imap_find(imap, "INBOX", ("SUBJECT", '"Mail for probe-notify@{}"'.format(domain)), d)
         typ, data = imap.uid("FETCH", notice_uid, "(BODY.PEEK[])")
         self.assertEqual(typ, "OK", data)
         notice = data[0][1].decode()
@@ -312,11 +324,12 @@ class SdkInstallTest(unittest.TestCase):
                 break
             time.sleep(0.1)
         self.assertIn(moved, stats["moved"], stats)
-        # Stored: alice's message, probe-notify's message and the notice, each in an INBOX.
-        self.assertEqual(stats["events"]["stored"], 3, stats)
-        self.assertEqual(stats["stored"], [{"folder": "INBOX", "messages": 3}], stats)
+        sys.stderr.write("probe stats: {}\n".format(json.dumps(stats)))
+        # Stored: alice's two messages, probe-notify's message and the notice, each in an INBOX.
+        self.assertEqual(stats["events"]["stored"], 4, stats)
+        self.assertEqual(stats["stored"], [{"folder": "INBOX", "messages": 4}], stats)
         self.assertEqual(stats["events"]["moved"], 1, stats)
-        self.assertEqual(stats["verdicts"], {"answered": 2, "unavailable": 0}, stats)
+        self.assertEqual(stats["verdicts"], {"answered": 2, "unavailable": 1}, stats)
         self.assertEqual(stats["notices"], {"queued": 1, "failed": 0}, stats)
         # Without --json posternctl prints the plugin's text form.
         text = subprocess.run([str(posternctl), "--config", d.config_path, "probe", "stats"],
