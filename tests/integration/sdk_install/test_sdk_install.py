@@ -297,7 +297,7 @@ class SdkInstallTest(unittest.TestCase):
         typ, data = imap.uid("FETCH", silent_uid, "(BODY.PEEK[HEADER])")
         self.assertEqual(typ, "OK", data)
         self.assertIn("X-Probe-Verdict: unavailable (closed without an answer)\r\n", data[0][1].decode())
-        self.assertIn("verdict service unavailable: closed without an answer", d.log())
+        self._wait_log(d, r"qid=\S+ verdict service unavailable: closed without an answer")
 
         # 2. Mail to the watched address: an injected notice lands in alice's INBOX.
         watched = "<{}@sdk-install.test>".format(uuid.uuid4().hex)
@@ -309,7 +309,7 @@ class SdkInstallTest(unittest.TestCase):
         self.assertIn("Auto-Submitted: auto-generated\r\n", notice)
         self.assertIn("Message-ID: " + watched, notice)
         self.assertIn("Subject:    for the watched address", notice)
-        self.assertRegex(d.log(), r"notice queued as [0-9a-f]+")
+        self._wait_log(d, r"qid=\S+ notice queued as [0-9a-f]+")
 
         # 3. imaplib moves the first message; the plugin sees `moved` INBOX -> Archive by imap.
         typ, data = imap.select("INBOX")
@@ -336,6 +336,14 @@ class SdkInstallTest(unittest.TestCase):
                               capture_output=True, text=True, timeout=60)
         self.assertEqual(text.returncode, 0, text.stderr)
         self.assertIn("INBOX -> Archive by imap: 1", text.stdout)
+
+    def _wait_log(self, d, pattern, timeout=15.0):
+        """Waits for a posternd log line matching `pattern` (the log is written asynchronously)."""
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, d.log()):
+            if time.monotonic() > deadline:
+                self.fail("no log line matches {!r}; log:\n{}".format(pattern, d.log()[-4000:]))
+            time.sleep(0.1)
 
     def _probe_stats(self, posternctl, d):
         ctl = subprocess.run([str(posternctl), "--config", d.config_path, "probe", "stats", "--json"],
