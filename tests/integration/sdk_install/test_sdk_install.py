@@ -305,7 +305,12 @@ class SdkInstallTest(unittest.TestCase):
         notice_uid = self._imap_find(imap, "INBOX", ("SUBJECT", '"Mail for probe-notify@{}"'.format(domain)), d)
         typ, data = imap.uid("FETCH", notice_uid, "(BODY.PEEK[])")
         self.assertEqual(typ, "OK", data)
-        notice = data[0][1].decode()
+        notice = data[0][1].decode("utf-8", "replace")
+        # Every header line is a field or a continuation: the host's trace field arrives intact.
+        head = notice.split("\r\n\r\n", 1)[0].split("\r\n")
+        bad = [l for l in head if not re.match(r"[\x21-\x39\x3b-\x7e]+:|[ \t]", l)]
+        self.assertEqual(bad, [], "malformed header lines in the injected notice:\n" + notice)
+        self.assertRegex(notice, r"\r\nReceived: by \S+ \(Postern\) id [0-9a-f]+\r\n\t\(injected by plugin platform_probe\)")
         self.assertIn("Auto-Submitted: auto-generated\r\n", notice)
         self.assertIn("Message-ID: " + watched, notice)
         self.assertIn("Subject:    for the watched address", notice)
