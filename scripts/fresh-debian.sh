@@ -62,6 +62,10 @@ cleanup() {
 trap cleanup EXIT INT TERM
 tar -C "$root" -xf "$base"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# What Debian's installer writes and mmdebstrap does not: localhost by name,
+# and this machine's name (the chroot shares the host's UTS name).
+printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' "$(hostname)" \
+  >"$root/etc/hosts"
 mount -t proc proc "$root/proc"
 mount -t sysfs sys "$root/sys"
 mount --rbind /dev "$root/dev"; mount --make-rslave "$root/dev"
