@@ -1,6 +1,8 @@
 // Guards the ABI: the header may only change together with a version bump
 // (sdk/abi-lock.txt records the SHA-256 of postern_abi.h per version), and
 // v1.0's layout may never change (minor versions only append).
+#include "tests/unit/abi/abi_lock.hpp"
+
 #include <postern/abi/v1/postern_abi.h>
 
 #include <gtest/gtest.h>
@@ -13,25 +15,8 @@
 
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::string sha256_hex(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  std::string hex;
-  static const char* kDigits = "0123456789abcdef";
-  for (unsigned int i = 0; i < len; ++i) {
-    hex += kDigits[md[i] >> 4];
-    hex += kDigits[md[i] & 15];
-  }
-  return hex;
-}
+using postern::testing::abi_lock::sha256_hex;
+using postern::testing::abi_lock::slurp;
 
 TEST(AbiLockTest, HeaderChangesOnlyWithAVersionBump) {
   const std::string header = slurp(std::string(POSTERN_SOURCE_DIR) + "/sdk/include/postern/abi/v1/postern_abi.h");

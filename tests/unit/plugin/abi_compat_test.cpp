@@ -6,6 +6,7 @@
 // (1.2) a session tag.
 #include "core/event/chain.hpp"
 #include "core/plugin/loader.hpp"
+#include "tests/unit/abi/abi_lock.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -25,25 +26,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-std::string sha256_hex(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 15];
-  }
-  return out;
-}
+std::string slurp(const std::filesystem::path& p) { return ::postern::testing::abi_lock::slurp(p.string()); }
+using ::postern::testing::abi_lock::sha256_hex;
 
 class AbiCompatTest : public ::testing::TestWithParam<int> {
  protected:
