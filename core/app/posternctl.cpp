@@ -109,8 +109,12 @@ int main(int argc, char** argv) {
   if (!take_password(args, code)) return code;
   // posternd has its own working directory: a file named here is named absolutely there.
   if (args[0] == "relay") {
-    for (size_t i = 1; i + 1 < args.size(); ++i) {
-      if (args[i] == "--message") args[i + 1] = std::filesystem::absolute(args[i + 1]).string();
+    for (size_t i = 1; i < args.size(); ++i) {
+      if (args[i] == "--message" && i + 1 < args.size()) {
+        args[i + 1] = std::filesystem::absolute(args[i + 1]).string();
+      } else if (args[i].starts_with("--message=")) {
+        args[i] = "--message=" + std::filesystem::absolute(args[i].substr(10)).string();
+      }
     }
   }
 

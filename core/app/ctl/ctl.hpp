@@ -90,4 +90,12 @@ struct CoreContext {
 void add_core_commands(control::Registry& registry, std::function<CoreContext()> context,
                        std::function<void(std::function<void()>)> run);
 
+/**
+ * The area's command-line words for a core verb called with typed, validated
+ * `args` (spec order: positionals bare, options as `--name VALUE`, flags as
+ * `--name`, a repeatable option once per item), starting with `verb`.
+ */
+std::vector<std::string> area_argv(std::string_view verb, const std::vector<control::ArgSpec>& spec,
+                                   const boost::json::object& args);
+
 }  // namespace postern::core::ctl
