@@ -4,6 +4,8 @@
 
 #include "core/mime/mime.hpp"
 
+#include <postern/mail/codec.hpp>
+
 #include <fmt/format.h>
 
 #include <cctype>
@@ -169,75 +171,6 @@ size_t longest_line(std::string_view data) {
   return std::max(longest, cur);
 }
 
-std::string encode_quoted_printable(std::string_view body) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(body.size() * 3 / 2 + 16);
-  size_t col = 0;
-  auto put = [&](std::string_view piece) {
-    // RFC 2045 §6.7 rule 5: lines of at most 76 characters, "=" soft breaks.
-    if (col + piece.size() > 75) {
-      out += "=\r\n";
-      col = 0;
-    }
-    out += piece;
-    col += piece.size();
-  };
-  for (size_t i = 0; i < body.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(body[i]);
-    bool at_eol = i + 1 == body.size() || body[i + 1] == '\r' || body[i + 1] == '\n';
-    if (c == '\r' && i + 1 < body.size() && body[i + 1] == '\n') {
-      out += "\r\n";
-      col = 0;
-      ++i;
-      continue;
-    }
-    if (c == '\n') {  // a bare LF is a line end too
-      out += "\r\n";
-      col = 0;
-      continue;
-    }
-    // Rule 3: white space at the end of a line is encoded; rule 1: '=' and
-    // non-printables are encoded; a leading '.' is encoded so no line starts
-    // with one (some gateways mangle it), and "From " likewise.
-    bool encode = c == '=' || c > 126 || (c < 32 && c != '\t');
-    if ((c == ' ' || c == '\t') && at_eol) encode = true;
-    if (c == '.' && col == 0) encode = true;
-    if (encode) {
-      char buf[3] = {'=', hex[c >> 4], hex[c & 15]};
-      put(std::string_view(buf, 3));
-    } else {
-      char ch = static_cast<char>(c);
-      put(std::string_view(&ch, 1));
-    }
-  }
-  return out;
-}
-
-std::string encode_base64_lines(std::string_view body) {
-  static const char* tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve(body.size() * 4 / 3 + body.size() / 38 + 8);
-  size_t col = 0;
-  for (size_t i = 0; i < body.size(); i += 3) {
-    uint32_t n = static_cast<unsigned char>(body[i]) << 16;
-    size_t k = body.size() - i;
-    if (k > 1) n |= static_cast<unsigned char>(body[i + 1]) << 8;
-    if (k > 2) n |= static_cast<unsigned char>(body[i + 2]);
-    out += tbl[(n >> 18) & 63];
-    out += tbl[(n >> 12) & 63];
-    out += k > 1 ? tbl[(n >> 6) & 63] : '=';
-    out += k > 2 ? tbl[n & 63] : '=';
-    col += 4;
-    if (col >= 76) {
-      out += "\r\n";
-      col = 0;
-    }
-  }
-  if (col) out += "\r\n";
-  return out;
-}
-
 std::string one_line(std::string_view text) {
   std::string out;
   out.reserve(text.size());
@@ -319,10 +252,10 @@ class Downgrader {
     changed_ = true;
     if (p.content_type.type == "text") {
       out += rewrite_cte(header, "quoted-printable");
-      out += encode_quoted_printable(body);
+      out += mail::encode_quoted_printable(body);
     } else {
       out += rewrite_cte(header, "base64");
-      out += encode_base64_lines(body);
+      out += mail::encode_base64_lines(body);
     }
     // The encoders end with CRLF; the part's body did not include the line end
     // before the next delimiter, which the gap copy adds back.

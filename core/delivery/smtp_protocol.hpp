@@ -72,11 +72,6 @@ size_t longest_line(std::string_view data);
  */
 std::optional<std::string> downgrade_message(std::string_view message, bool allow_8bit);
 
-/** RFC 2045 §6.7 quoted-printable of `body` (CRLF line ends kept as hard breaks). */
-std::string encode_quoted_printable(std::string_view body);
-/** RFC 2045 §6.8 base64 in lines of 76 characters, CRLF after each. */
-std::string encode_base64_lines(std::string_view body);
-
 /** Collapses CR/LF and control characters to spaces (for one-line texts). */
 std::string one_line(std::string_view text);
 

@@ -18,6 +18,8 @@
 #include "core/plugin/host_internal.hpp"
 #include "core/service/stream.hpp"
 
+#include <postern/mail/ascii.hpp>
+
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -39,12 +41,6 @@ namespace {
 constexpr std::chrono::milliseconds kDefaultTimeout{30000};
 
 std::string_view sv(postern_str_t s) { return s.ptr != nullptr ? std::string_view(s.ptr, s.len) : std::string_view{}; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
 
 std::string_view status_name(uint32_t status) {
   switch (status) {
@@ -166,7 +162,7 @@ struct ConnectOp : std::enable_shared_from_this<ConnectOp> {
       connect_next();
       return;
     }
-    if (iequals(host, "localhost")) {
+    if (mail::iequals(host, "localhost")) {
       // RFC 6761 §6.3: localhost is the loopback; the resolver does not read /etc/hosts.
       endpoints.emplace_back(net::ip::address_v4::loopback(), port);
       endpoints.emplace_back(net::ip::address_v6::loopback(), port);

@@ -200,6 +200,62 @@ std::string encode_base64(std::string_view data) {
   return out;
 }
 
+std::string encode_base64_lines(std::string_view body) {
+  constexpr size_t kPerLine = 57;  // 57 octets = 76 characters
+  std::string out;
+  out.reserve(body.size() * 4 / 3 + body.size() / kPerLine * 2 + 8);
+  for (size_t i = 0; i < body.size(); i += kPerLine) {
+    out += encode_base64(body.substr(i, kPerLine));
+    out += "\r\n";
+  }
+  return out;
+}
+
+std::string encode_quoted_printable(std::string_view body) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(body.size() * 3 / 2 + 16);
+  size_t col = 0;
+  auto put = [&](std::string_view piece) {
+    // RFC 2045 §6.7 rule 5: lines of at most 76 characters, "=" soft breaks.
+    if (col + piece.size() > 75) {
+      out += "=\r\n";
+      col = 0;
+    }
+    out += piece;
+    col += piece.size();
+  };
+  for (size_t i = 0; i < body.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(body[i]);
+    bool at_eol = i + 1 == body.size() || body[i + 1] == '\r' || body[i + 1] == '\n';
+    if (c == '\r' && i + 1 < body.size() && body[i + 1] == '\n') {
+      out += "\r\n";
+      col = 0;
+      ++i;
+      continue;
+    }
+    if (c == '\n') {  // a bare LF is a line end too
+      out += "\r\n";
+      col = 0;
+      continue;
+    }
+    // Rule 3: white space at the end of a line is encoded; rule 1: '=' and
+    // non-printables are encoded; a leading '.' is encoded so no line starts
+    // with one (some gateways mangle it), and "From " likewise.
+    bool encode = c == '=' || c > 126 || (c < 32 && c != '\t');
+    if ((c == ' ' || c == '\t') && at_eol) encode = true;
+    if (c == '.' && col == 0) encode = true;
+    if (encode) {
+      char buf[3] = {'=', hex[c >> 4], hex[c & 15]};
+      put(std::string_view(buf, 3));
+    } else {
+      char ch = static_cast<char>(c);
+      put(std::string_view(&ch, 1));
+    }
+  }
+  return out;
+}
+
 std::string decode_quoted_printable(std::string_view in) {
   std::string out;
   out.reserve(in.size());

@@ -44,6 +44,46 @@ TEST(MailCodecTest, EncodesBase64WithPadding) {
   }
 }
 
+TEST(MailCodecTest, EncodesBodiesInBase64Lines) {
+  EXPECT_EQ(encode_base64_lines(""), "");
+  EXPECT_EQ(encode_base64_lines("abc"), "YWJj\r\n");
+  // 57 octets per line = 76 characters, CRLF after every line, the last too.
+  const std::string in(200, '\xa5');
+  const std::string out = encode_base64_lines(in);
+  size_t lines = 0;
+  for (size_t pos = 0; pos < out.size();) {
+    const size_t eol = out.find("\r\n", pos);
+    ASSERT_NE(eol, std::string::npos);
+    EXPECT_LE(eol - pos, 76u);
+    pos = eol + 2;
+    ++lines;
+  }
+  EXPECT_EQ(lines, 4u);  // 57 + 57 + 57 + 29
+  EXPECT_EQ(decode_base64(out), in);
+}
+
+TEST(MailCodecTest, EncodesQuotedPrintablePerRfc2045) {
+  struct Case {
+    const char* in;
+    const char* out;
+  } cases[] = {
+      {"a=b\r\n", "a=3Db\r\n"},
+      {"tab\t\r\nend \r\n", "tab=09\r\nend=20\r\n"},  // whitespace before a line end
+      {"\xff", "=FF"},
+      {"bare\nlf\n", "bare\r\nlf\r\n"},
+      {".\r\n", "=2E\r\n"},  // a leading dot
+      {"nul\x01", "nul=01"},
+  };
+  for (const Case& c : cases) EXPECT_EQ(encode_quoted_printable(c.in), c.out) << c.in;
+  // Soft breaks keep lines within 76 characters and decode away.
+  const std::string long_line(300, 'y');
+  const std::string enc = encode_quoted_printable(long_line);
+  for (size_t pos = 0, eol; (eol = enc.find("\r\n", pos)) != std::string::npos; pos = eol + 2) EXPECT_LE(eol - pos, 76u);
+  EXPECT_EQ(decode_quoted_printable(enc), long_line);
+  const std::string binary("\x00\x80=\t \r\n\xfe", 8);
+  EXPECT_EQ(decode_quoted_printable(encode_quoted_printable(binary)), binary);
+}
+
 TEST(MailCodecTest, DecodesBodyBase64Leniently) {
   const std::pair<std::string, std::string> cases[] = {
       {"aGVs\r\nbG8=\r\n", "hello"},

@@ -164,13 +164,6 @@ TEST(SmtpDowngradeTest, LongLinesAreEncodedEvenForEightBitPeers) {
   EXPECT_EQ(msg.decoded_body(0), std::string(2000, 'x') + "\r\n");
 }
 
-TEST(SmtpQuotedPrintableTest, EncodesPerRfc2045) {
-  EXPECT_EQ(encode_quoted_printable("a=b\r\n"), "a=3Db\r\n");
-  EXPECT_EQ(encode_quoted_printable("tab\t\r\nend \r\n"), "tab=09\r\nend=20\r\n");
-  EXPECT_EQ(encode_quoted_printable("\xff"), "=FF");
-  EXPECT_EQ(mime::decode_quoted_printable(encode_quoted_printable(std::string(300, 'y'))), std::string(300, 'y'));
-}
-
 TEST(MxOrderTest, SortsByPreferenceAndShufflesTies) {
   std::mt19937 rng(42);
   std::set<std::string> firsts;

@@ -37,6 +37,24 @@ std::optional<std::string> decode_base64_strict(std::string_view in);
 std::string encode_base64(std::string_view data);
 
 /**
+ * Encodes a MIME body part in base64 (RFC 2045 §6.8): lines of 76 characters, each
+ * ended by CRLF (also the last one; empty input gives an empty string).
+ * @param body octets.
+ * @return the encoded body.
+ */
+std::string encode_base64_lines(std::string_view body);
+
+/**
+ * Encodes a MIME body part in quoted-printable (RFC 2045 §6.7): '=' and octets outside
+ * printable ASCII (but TAB) as =XX, whitespace at a line end encoded, soft line breaks
+ * keep every line within 76 characters; CRLF and bare LF become CRLF line ends. A '.' at
+ * the start of a line is encoded too, so that no gateway mangles it.
+ * @param body octets with CRLF or LF line ends.
+ * @return the encoded body.
+ */
+std::string encode_quoted_printable(std::string_view body);
+
+/**
  * Decodes quoted-printable (RFC 2045 §6.7): =XX (either case), soft line breaks, trailing
  * whitespace removed; an '=' that starts no valid escape is kept literally.
  * @param in encoded text, CRLF or LF line ends.
