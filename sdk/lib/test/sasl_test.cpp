@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -148,6 +149,45 @@ TEST(MailSaslTest, LineLimitCountsTheEncodedResponse) {
   // The default is RFC 4954's 12288.
   EXPECT_EQ(SaslExchange(SaslMechanism::Plain, std::nullopt).max_line(), 12288u);
   EXPECT_EQ(SaslLimits{}.max_line, 12288u);
+}
+
+TEST(MailSaslTest, RandomResponsesNeverYieldBrokenCredentials) {
+  // Octets drawn mostly from NUL and two letters, so that many responses are valid PLAIN
+  // messages and many are one NUL short or over; the rest of the cases is noise.
+  std::mt19937 rng(12345);
+  const std::string alphabet = std::string("\0\0ab=*", 7);
+  SaslLimits limits;
+  limits.max_field = 6;
+  size_t credentials = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string raw(rng() % 16, '\0');
+    for (char& ch : raw) ch = alphabet[rng() % alphabet.size()];
+    const SaslMechanism mech = rng() % 2 ? SaslMechanism::Plain : SaslMechanism::Login;
+    // Mostly base64 of the octets, sometimes the octets themselves (rarely valid base64).
+    const auto line = [&]() { return rng() % 8 ? b64(raw) : raw; };
+    SaslExchange sasl(mech, rng() % 2 ? std::optional<std::string>(line()) : std::nullopt, limits);
+    SaslStep step = sasl.start();
+    int rounds = 0;
+    while (step.kind == Kind::Challenge) {
+      ASSERT_LT(++rounds, 3) << "PLAIN and LOGIN take at most two responses";
+      step = sasl.feed(line());
+    }
+    ASSERT_TRUE(sasl.finished());
+    if (step.kind != Kind::Credentials) {
+      EXPECT_NE(step.error, SaslError::Finished);
+      continue;
+    }
+    ++credentials;
+    const SaslCredentials& c = step.credentials;
+    EXPECT_FALSE(c.authcid.empty());
+    EXPECT_FALSE(c.password.empty());
+    EXPECT_TRUE(c.authzid.empty());  // allow_authzid is off
+    for (const std::string* f : {&c.authcid, &c.password}) {
+      EXPECT_EQ(f->find('\0'), std::string::npos);
+      EXPECT_LE(f->size(), limits.max_field);
+    }
+  }
+  EXPECT_GT(credentials, 100u);  // the generator reaches the success path often enough to mean something
 }
 
 TEST(MailSaslTest, StartTwiceIsAnError) {

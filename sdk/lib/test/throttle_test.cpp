@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace postern::mail {
 namespace {
@@ -212,6 +214,29 @@ TEST(MailThrottleTest, SettingsCanBeReplaced) {
   t.set_settings(s);
   EXPECT_EQ(t.settings().delay, 50ms);
   EXPECT_EQ(t.failure("192.0.2.7", "", 1, t0 + 1s).delay, 100ms);  // the count was kept
+}
+
+TEST(MailThrottleTest, CountsEveryFailureFromManyThreads) {
+  ThrottleSettings s;
+  s.window = 1h;
+  LoginThrottle t(s);
+  constexpr int kThreads = 4;
+  constexpr int kEach = 2000;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&t, i] {
+      for (int j = 0; j < kEach; ++j) {
+        t.failure("192.0.2.7", "alice", 1, t0 + milliseconds(j));
+        t.failure("192.0.2." + std::to_string(10 + i), "", 1, t0 + milliseconds(j));
+        (void)t.ip_locked("192.0.2.7", t0 + milliseconds(j));
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(t.ip_failures("192.0.2.7", t0 + 2s), uint32_t{kThreads * kEach});
+  EXPECT_EQ(t.login_failures("alice", t0 + 2s), uint32_t{kThreads * kEach});
+  EXPECT_EQ(t.ip_failures("192.0.2.10", t0 + 2s), uint32_t{kEach});
+  EXPECT_EQ(t.size(), size_t{kThreads + 2});
 }
 
 TEST(MailThrottleTest, AcceptsAnyClock) {
