@@ -40,11 +40,16 @@ sdk::Status ImapPlugin::init(sdk::InitContext& ctx) {
       {"autologout", duration("autologout", cfg->autologout)},
       {"login-timeout", duration("login-timeout", cfg->login_timeout)},
       {"login-failure-delay", duration("login-failure-delay", cfg->login_failure_delay)},
+      {"login-failure-delay-max", duration("login-failure-delay-max", cfg->login_failure_delay_max)},
   };
   for (const auto& [name, ok] : checks) {
     if (!ok) return sdk::Status::error(std::string("imap: invalid value for ") + name);
   }
   cfg->max_login_failures = static_cast<uint32_t>(failures);
+  if (cfg->login_failure_delay_max < cfg->login_failure_delay) {
+    return sdk::Status::error("imap: login-failure-delay-max must not be below login-failure-delay");
+  }
+  cfg->throttle = std::make_shared<mail::LoginThrottle>(cfg->throttle_settings());
   cfg->limits.max_command_literals = std::max(cfg->limits.max_command_literals, cfg->limits.max_literal);
   // RFC 3501 §5.4: the autologout timer is at least 30 minutes.
   if (cfg->autologout < std::chrono::minutes(30)) {

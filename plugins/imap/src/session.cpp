@@ -1,7 +1,5 @@
 #include "session.hpp"
 
-#include <postern/mail/codec.hpp>
-
 #include "message.hpp"
 #include "mutf7.hpp"
 #include "response.hpp"
@@ -80,22 +78,6 @@ std::string one_line(std::string s) {
 }
 
 }  // namespace
-
-uint32_t LoginThrottle::fail(const std::string& ip, std::chrono::steady_clock::time_point now) {
-  std::lock_guard lock(mu_);
-  if (by_ip_.size() >= kMaxAddresses) {
-    // Bounded: forget the addresses whose window has passed (or all, under a flood of addresses).
-    for (auto it = by_ip_.begin(); it != by_ip_.end();) {
-      it = now - it->second.second > kWindow ? by_ip_.erase(it) : std::next(it);
-    }
-    if (by_ip_.size() >= kMaxAddresses) by_ip_.clear();
-  }
-  auto& [count, last] = by_ip_[ip];
-  if (now - last > kWindow) count = 0;
-  ++count;
-  last = now;
-  return count;
-}
 
 std::string Session::store_error(const sdk::MailError& e, std::string_view tag, std::string_view what) {
   return tagged(tag, "NO", error_code(e.code) + std::string(what) + ": " + one_line(e.detail));
@@ -356,7 +338,8 @@ void Session::cmd_login(const Command& c) {
 }
 
 void Session::cmd_authenticate(const Command& c) {
-  if (c.arg1 != "PLAIN") {
+  // We offer PLAIN (RFC 4616) only, as the capability list says.
+  if (mail::parse_sasl_mechanism(c.arg1) != mail::SaslMechanism::Plain) {
     reply(tagged(c.tag, "NO", "Unsupported authentication mechanism (PLAIN only)"));
     return;
   }
@@ -364,14 +347,10 @@ void Session::cmd_authenticate(const Command& c) {
     reply(tagged(c.tag, "NO", "[PRIVACYREQUIRED] Authentication is disabled before STARTTLS"));
     return;
   }
-  if (c.initial_response) {
-    finish_authenticate(c.tag, *c.initial_response == "=" ? std::string() : *c.initial_response);
-    return;
-  }
-  line_wait_ = LineWait::Authenticate;
-  line_tag_ = c.tag;
-  reader_.set_line_mode(true);
-  reply("+ \r\n");
+  // RFC 4959 §3: an initial response, "=" when it is empty.
+  sasl_.emplace(mail::SaslMechanism::Plain,
+                c.initial_response ? std::optional<std::string_view>(*c.initial_response) : std::nullopt);
+  sasl_step(c.tag, sasl_->start());
 }
 
 void Session::handle_line(std::string line) {
@@ -380,11 +359,11 @@ void Session::handle_line(std::string line) {
   reader_.set_line_mode(false);
   const std::string tag = std::move(line_tag_);
   if (wait == LineWait::Authenticate) {
-    if (line == "*") {
+    if (!sasl_) {
       reply(tagged(tag, "BAD", "Authentication cancelled"));
       return;
     }
-    finish_authenticate(tag, line);
+    sasl_step(tag, sasl_->feed(line));
     return;
   }
   if (wait == LineWait::Idle) {
@@ -399,27 +378,39 @@ void Session::handle_line(std::string line) {
   reply("* BAD Unexpected line\r\n");
 }
 
-void Session::finish_authenticate(const std::string& tag, const std::string& response) {
-  auto decoded = mail::decode_base64_strict(response);
-  if (!decoded) {
-    reply(tagged(tag, "BAD", "Invalid base64 in the authentication response"));
+void Session::sasl_step(const std::string& tag, mail::SaslStep step) {
+  using Kind = mail::SaslStep::Kind;
+  if (step.kind == Kind::Challenge) {
+    // RFC 3501 §7.5: the continuation request carries the base64 challenge.
+    line_wait_ = LineWait::Authenticate;
+    line_tag_ = tag;
+    reader_.set_line_mode(true);
+    reply("+ " + step.challenge + "\r\n");
     return;
   }
-  // RFC 4616: [authzid] NUL authcid NUL passwd
-  const size_t a = decoded->find('\0');
-  const size_t b = a == std::string::npos ? std::string::npos : decoded->find('\0', a + 1);
-  if (b == std::string::npos) {
-    reply(tagged(tag, "BAD", "Malformed PLAIN response"));
+  sasl_.reset();
+  if (step.kind == Kind::Credentials) {
+    do_login(tag, std::move(step.credentials.authcid), std::move(step.credentials.password));
     return;
   }
-  const std::string authz = decoded->substr(0, a);
-  const std::string user = decoded->substr(a + 1, b - a - 1);
-  const std::string pass = decoded->substr(b + 1);
-  if (!authz.empty() && authz != user) {
-    reply(tagged(tag, "NO", "[AUTHORIZATIONFAILED] Logging in as another user is not allowed"));
-    return;
+  switch (step.error) {
+    case mail::SaslError::Cancelled:
+      reply(tagged(tag, "BAD", "Authentication cancelled"));
+      return;
+    case mail::SaslError::BadBase64:
+      reply(tagged(tag, "BAD", "Invalid base64 in the authentication response"));
+      return;
+    case mail::SaslError::TooLong:
+      reply(tagged(tag, "BAD", "Authentication response too long"));
+      return;
+    case mail::SaslError::AuthzidNotAllowed:
+      reply(tagged(tag, "NO", "[AUTHORIZATIONFAILED] Logging in as another user is not allowed"));
+      return;
+    case mail::SaslError::Malformed:
+    case mail::SaslError::Finished:
+      break;
   }
-  do_login(tag, user, pass);
+  reply(tagged(tag, "BAD", "Malformed PLAIN response"));
 }
 
 void Session::do_login(std::string tag, std::string user, std::string password) {
@@ -442,13 +433,14 @@ void Session::do_login(std::string tag, std::string user, std::string password) 
     }
     auto state = std::make_shared<std::tuple<std::optional<sdk::Mailbox>, sdk::MailError, std::string>>(
         std::move(mb), std::move(err), acct ? acct->address : std::string());
-    self->stream_.post([self, tag, state] {
+    self->stream_.post([self, tag, user, state] {
       if (self->closed_) {
         self->busy_ = false;
         return;
       }
       auto& [mailbox, error, address] = *state;
       if (mailbox) {
+        self->config_->throttle->success(user, self->host_.now());
         self->mailbox_ = std::move(mailbox);
         self->account_ = address;
         self->state_ = State::Authenticated;
@@ -468,6 +460,11 @@ void Session::do_login(std::string tag, std::string user, std::string password) 
       ++self->login_failures_;
       self->host_.info("imap: " + self->stream_.session_id() + " " + self->stream_.peer_ip() +
                        " authentication failed (" + std::to_string(self->login_failures_) + ")");
+      // A growing delay slows password guessing; input stays paused meanwhile. Failures from the
+      // same address or on the same login over other connections count too.
+      const auto delay =
+          self->config_->throttle->failure(self->stream_.peer_ip(), user, self->login_failures_, self->host_.now())
+              .delay;
       if (self->login_failures_ >= self->config_->max_login_failures) {
         self->reply(tagged(tag, "NO", "[AUTHENTICATIONFAILED] Authentication failed") +
                     "* BYE Too many authentication failures\r\n");
@@ -475,11 +472,6 @@ void Session::do_login(std::string tag, std::string user, std::string password) 
         self->stream_.close();
         return;
       }
-      // A growing delay slows password guessing; input stays paused meanwhile. Failures from the
-      // same address on other connections count too (at most a minute).
-      const uint32_t by_ip = self->config_->throttle->fail(self->stream_.peer_ip(), std::chrono::steady_clock::now());
-      const auto delay = std::min<std::chrono::milliseconds>(
-          self->config_->login_failure_delay * std::max(self->login_failures_, by_ip), std::chrono::minutes(1));
       self->host_.after(delay, [self, tag] {
         self->stream_.post([self, tag] {
           if (self->closed_) return;

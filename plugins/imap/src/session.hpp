@@ -6,6 +6,8 @@
 
 #include "parser.hpp"
 
+#include <postern/mail/sasl.hpp>
+#include <postern/mail/throttle.hpp>
 #include <postern/sdk/host.hpp>
 #include <postern/sdk/mailbox.hpp>
 #include <postern/sdk/service.hpp>
@@ -14,29 +16,11 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <unordered_map>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace postern::imap {
-
-/**
- * Failed logins per client address, shared by all sessions of the plugin:
- * a client that opens a new connection per guess still waits longer each time.
- * Thread-safe.
- */
-class LoginThrottle {
- public:
-  /** Records a failure at `now`; @return the failures of `ip` within the window, this one included. */
-  uint32_t fail(const std::string& ip, std::chrono::steady_clock::time_point now);
-
- private:
-  static constexpr std::chrono::minutes kWindow{10};
-  static constexpr size_t kMaxAddresses = 65536;
-  std::mutex mu_;
-  std::unordered_map<std::string, std::pair<uint32_t, std::chrono::steady_clock::time_point>> by_ip_;
-};
 
 class IdleWaiters;
 
@@ -49,11 +33,27 @@ struct SessionConfig {
   std::chrono::milliseconds autologout{30 * 60 * 1000};  // RFC 3501 §5.4: at least 30 minutes
   std::chrono::milliseconds login_timeout{60 * 1000};   // before authentication
   uint32_t max_login_failures = 3;                      // then BYE
-  std::chrono::milliseconds login_failure_delay{1000};  // times the failure count
+  std::chrono::milliseconds login_failure_delay{1000};  // the first failure's delay, doubled per failure
+  std::chrono::milliseconds login_failure_delay_max{60 * 1000};
   uint32_t max_bad_commands = 20;                       // consecutive BAD replies, then BYE
   size_t fetch_chunk = 256 * 1024;                      // FETCH output per worker step
   size_t max_queued = 1 << 20;                          // output queued before waiting for a drain
-  std::shared_ptr<LoginThrottle> throttle = std::make_shared<LoginThrottle>();
+  /**
+   * Failed logins per client address and login name, shared by all sessions of the plugin:
+   * a client that opens a new connection per guess still waits longer each time.
+   * imap.cpp makes it from throttle_settings().
+   */
+  std::shared_ptr<mail::LoginThrottle> throttle = std::make_shared<mail::LoginThrottle>(throttle_settings());
+
+  /** The throttle's policy from login_failure_delay and login_failure_delay_max. */
+  mail::ThrottleSettings throttle_settings() const {
+    mail::ThrottleSettings s;
+    s.delay = login_failure_delay;
+    s.delay_max = login_failure_delay_max;
+    s.window = std::chrono::minutes(10);
+    s.max_entries = 65536;
+    return s;
+  }
   /** Sessions in IDLE, woken by the store's mailbox events (imap.cpp subscribes). */
   std::shared_ptr<IdleWaiters> idle_waiters;
 };
@@ -110,7 +110,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // Commands (strand).
   void cmd_login(const Command& c);
   void cmd_authenticate(const Command& c);
-  void finish_authenticate(const std::string& tag, const std::string& response);
+  /** Acts on a step of the AUTHENTICATE exchange: "+ " challenge, login or a tagged reply. */
+  void sasl_step(const std::string& tag, mail::SaslStep step);
   void do_login(std::string tag, std::string user, std::string password);
   void cmd_select(Command c);
   void cmd_list(const Command& c);
@@ -159,6 +160,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Continuations that read a raw line.
   enum class LineWait { None, Authenticate, Idle };
   LineWait line_wait_ = LineWait::None;
+  std::optional<mail::SaslExchange> sasl_;  // AUTHENTICATE in progress
   std::string line_tag_;
   sdk::Host::TimerId idle_timer_ = 0;
   bool idle_wake_pending_ = false;  // an event arrived while a step ran

@@ -124,6 +124,42 @@ TEST_F(ImapSessionTest, AuthenticatePlainWithAndWithoutInitialResponse) {
   EXPECT_EQ(send(e, "b AUTHENTICATE CRAM-MD5\r\n"), "b NO Unsupported authentication mechanism (PLAIN only)\r\n");
 }
 
+TEST_F(ImapSessionTest, AuthenticateRepliesToEachBrokenResponse) {
+  struct Case {
+    std::string command;  // after "a AUTHENTICATE "
+    std::string response;  // a continuation line, empty: none
+    std::string reply;
+  };
+  const Case cases[] = {
+      {"PLAIN !!!!", "", "a BAD Invalid base64 in the authentication response\r\n"},
+      {"PLAIN", "AGFsaWNlAHNlY3JldA", "a BAD Invalid base64 in the authentication response\r\n"},
+      {"PLAIN =", "", "a BAD Malformed PLAIN response\r\n"},  // RFC 4959: "=" is an empty response
+      {"PLAIN", "YWxpY2U=", "a BAD Malformed PLAIN response\r\n"},  // "alice": no NUL
+      // "bob\0alice@example.test\0secret": no proxy authorization.
+      {"PLAIN Ym9iAGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=", "",
+       "a NO [AUTHORIZATIONFAILED] Logging in as another user is not allowed\r\n"},
+      {"plain", std::string(13000, 'A'), "a BAD Authentication response too long\r\n"},
+  };
+  for (const Case& k : cases) {
+    FakeStream c = connect();
+    c.take_output();
+    std::string out = send(c, "a AUTHENTICATE " + k.command + "\r\n");
+    if (!k.response.empty()) {
+      EXPECT_EQ(out, "+ \r\n") << k.command;
+      out = send(c, k.response + "\r\n");
+    }
+    EXPECT_EQ(out, k.reply) << k.command;
+    // The session goes on: nothing of the exchange is left behind.
+    EXPECT_EQ(send(c, "b NOOP\r\n"), "b OK NOOP completed\r\n") << k.command;
+  }
+  // "alice@example.test\0alice@example.test\0secret": the authzid is the login itself.
+  FakeStream c = connect();
+  c.take_output();
+  EXPECT_NE(send(c, "a AUTHENTICATE PLAIN YWxpY2VAZXhhbXBsZS50ZXN0AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=\r\n")
+                .find("a OK "),
+            std::string::npos);
+}
+
 TEST_F(ImapSessionTest, LoginFailuresAreDelayedThenDisconnected) {
   FakeStream c = connect();
   c.take_output();

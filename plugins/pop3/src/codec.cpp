@@ -82,15 +82,4 @@ void encode_message(std::string_view raw, std::optional<uint64_t> body_lines, st
   out.append(".\r\n");
 }
 
-std::optional<PlainCredentials> parse_plain(std::string_view decoded) {
-  const size_t a = decoded.find('\0');
-  if (a == std::string_view::npos) return std::nullopt;
-  const size_t b = decoded.find('\0', a + 1);
-  if (b == std::string_view::npos || decoded.find('\0', b + 1) != std::string_view::npos) return std::nullopt;
-  PlainCredentials c{std::string(decoded.substr(0, a)), std::string(decoded.substr(a + 1, b - a - 1)),
-                     std::string(decoded.substr(b + 1))};
-  if (c.authcid.empty() || c.password.empty()) return std::nullopt;
-  return c;
-}
-
 }  // namespace postern::plugins::pop3

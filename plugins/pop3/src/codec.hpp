@@ -1,6 +1,7 @@
 #pragma once
 // pop3: the pure parts of the protocol — command lines, message encoding
-// (RFC 1939 §3 byte-stuffing, CRLF lines), sizes as sent, SASL PLAIN.
+// (RFC 1939 §3 byte-stuffing, CRLF lines), sizes as sent. SASL PLAIN is the
+// mail library's (postern/mail/sasl.hpp).
 // No I/O, no host: table-driven unit tests cover all of it.
 
 #include <cstdint>
@@ -47,14 +48,5 @@ uint64_t wire_size(std::string_view raw);
  *   blank line and at most n body lines (TOP msg n).
  */
 void encode_message(std::string_view raw, std::optional<uint64_t> body_lines, std::string& out);
-
-
-/** RFC 4616 PLAIN: [authzid] NUL authcid NUL passwd. */
-struct PlainCredentials {
-  std::string authzid;
-  std::string authcid;
-  std::string password;
-};
-std::optional<PlainCredentials> parse_plain(std::string_view decoded);
 
 }  // namespace postern::plugins::pop3

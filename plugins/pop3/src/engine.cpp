@@ -2,9 +2,6 @@
 
 #include "codec.hpp"
 
-#include <postern/mail/codec.hpp>
-
-#include <cctype>
 #include <string>
 #include <utility>
 
@@ -73,7 +70,7 @@ void Engine::bad_command(std::string_view text) {
 
 bool Engine::take_line(std::string& line) {
   for (;;) {
-    const size_t limit = sasl_pending_ ? kMaxSaslLine : kMaxCommandLine;
+    const size_t limit = sasl_ ? kMaxSaslLine : kMaxCommandLine;
     const size_t nl = buffer_.find('\n');
     if (discarding_) {
       if (nl == std::string::npos) {
@@ -93,7 +90,7 @@ bool Engine::take_line(std::string& line) {
       } else {
         buffer_.erase(0, nl + 1);
       }
-      sasl_pending_ = false;
+      sasl_.reset();
       bad_command("Line too long (the limit is " + std::to_string(limit) + " octets with CRLF)");
       if (busy() || state_ == State::Done) return false;
       continue;
@@ -108,18 +105,12 @@ bool Engine::take_line(std::string& line) {
 
 void Engine::handle_line(std::string_view line) {
   if (line.find('\0') != std::string_view::npos) {
-    sasl_pending_ = false;
+    sasl_.reset();
     bad_command("NUL octets are not allowed");
     return;
   }
-  if (sasl_pending_) {
-    sasl_pending_ = false;
-    // RFC 5034 §4: "*" cancels the exchange.
-    if (line == "*") {
-      err("Authentication cancelled");
-      return;
-    }
-    plain_response(line);
+  if (sasl_) {
+    sasl_step(sasl_->feed(line));
     return;
   }
   const Command c = parse_command(line);
@@ -167,19 +158,17 @@ void Engine::authorization(const std::string& kw, const std::string& args) {
       return;
     }
     const size_t sp = args.find(' ');
-    std::string mech = args.substr(0, sp);
-    for (char& ch : mech) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-    if (mech != "PLAIN") return err("Unsupported authentication mechanism");
+    // PLAIN only, as CAPA and the bare AUTH list say.
+    if (mail::parse_sasl_mechanism(std::string_view(args).substr(0, sp)) != mail::SaslMechanism::Plain) {
+      return err("Unsupported authentication mechanism");
+    }
     if (!auth_allowed(env_)) return err(kCleartextRefused);
     user_.reset();
-    if (sp == std::string::npos) {
-      // RFC 5034 §4: an empty challenge is "+ " and CRLF.
-      sasl_pending_ = true;
-      writer_("+ \r\n");
-      return;
-    }
-    const std::string initial = args.substr(sp + 1);
-    plain_response(initial == "=" ? std::string() : initial);
+    // RFC 5034 §4: an initial response follows the mechanism, "=" when it is empty.
+    std::optional<std::string_view> initial;
+    if (sp != std::string::npos) initial = std::string_view(args).substr(sp + 1);
+    sasl_.emplace(mail::SaslMechanism::Plain, initial);
+    sasl_step(sasl_->start());
   } else if (kw == "APOP") {
     err("APOP is not available: use USER/PASS or AUTH PLAIN");
   } else if (kw == "STLS") {
@@ -201,15 +190,32 @@ void Engine::authorization(const std::string& kw, const std::string& args) {
   }
 }
 
-void Engine::plain_response(std::string_view base64) {
-  auto decoded = mail::decode_base64_strict(base64);
-  if (!decoded) return bad_command("Invalid base64 data");
-  auto creds = parse_plain(*decoded);
-  // No proxy authorization: an authzid, when given, must be the login itself.
-  if (!creds || (!creds->authzid.empty() && creds->authzid != creds->authcid)) {
-    return begin_login({}, {}, true);
+void Engine::sasl_step(mail::SaslStep step) {
+  using Kind = mail::SaslStep::Kind;
+  if (step.kind == Kind::Challenge) {
+    // RFC 5034 §4: a challenge is "+ " and its base64, an empty one "+ " alone.
+    writer_("+ " + step.challenge + "\r\n");
+    return;
   }
-  begin_login(std::move(creds->authcid), std::move(creds->password));
+  sasl_.reset();
+  if (step.kind == Kind::Credentials) {
+    return begin_login(std::move(step.credentials.authcid), std::move(step.credentials.password));
+  }
+  switch (step.error) {
+    case mail::SaslError::Cancelled:
+      return err("Authentication cancelled");
+    case mail::SaslError::BadBase64:
+      return bad_command("Invalid base64 data");
+    case mail::SaslError::TooLong:
+      return bad_command("Authentication response too long");
+    case mail::SaslError::Malformed:
+    case mail::SaslError::AuthzidNotAllowed:
+    case mail::SaslError::Finished:
+      break;
+  }
+  // An unusable response, or an authzid other than the login (no proxy authorization):
+  // a failed login like bad credentials, so that nothing tells them apart.
+  begin_login({}, {}, true);
 }
 
 void Engine::begin_login(std::string login, std::string password, bool malformed) {
@@ -409,7 +415,7 @@ void Engine::tls_started() {
   env_.can_starttls = false;
   buffer_.clear();
   discarding_ = false;
-  sasl_pending_ = false;
+  sasl_.reset();
   user_.reset();
 }
 

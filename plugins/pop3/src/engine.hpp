@@ -5,6 +5,8 @@
 // The driver (session.cpp) runs a Request and feeds its result back; until
 // then the engine parses nothing, so commands stay in order.
 
+#include <postern/mail/sasl.hpp>
+
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -128,7 +130,8 @@ class Engine {
   void transaction(const std::string& kw, const std::string& args);
   void capa();
   void begin_login(std::string login, std::string password, bool malformed = false);
-  void plain_response(std::string_view base64);
+  /** Acts on a step of the AUTH exchange: "+ " challenge, a LoginRequest or a reply. */
+  void sasl_step(mail::SaslStep step);
   void finish(std::string_view text);
   /** Resolves a message number argument; replies -ERR and returns nullopt when unusable. */
   std::optional<size_t> message_index(std::string_view arg);
@@ -142,7 +145,7 @@ class Engine {
   Request request_;
   std::string buffer_;
   bool discarding_ = false;  // an overlong line is being skipped up to its LF
-  bool sasl_pending_ = false;  // "+ " sent, waiting for the PLAIN response
+  std::optional<mail::SaslExchange> sasl_;  // "+ " sent, waiting for the client's response
   std::optional<std::string> user_;  // USER given, PASS expected
   uint32_t failures_ = 0;
   uint32_t bad_commands_ = 0;

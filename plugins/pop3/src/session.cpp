@@ -36,6 +36,7 @@ Environment environment(const sdk::Stream& stream, const Settings& settings) {
 }  // namespace
 
 struct Session::LoginOutcome {
+  std::string login;  // as the client gave it (the throttle counts per login too)
   std::optional<LoginFailure> failure;
   std::string detail;  // for the log (and [SYS/TEMP] replies)
   Maildrop drop;
@@ -160,6 +161,7 @@ void Session::run_login(LoginRequest req) {
 
 Session::LoginOutcome Session::login_blocking(const LoginRequest& req) {
   LoginOutcome out;
+  out.login = req.login;
   const sdk::Host& host = service_->host;
   if (req.malformed) {
     out.failure = LoginFailure::Credentials;
@@ -248,6 +250,7 @@ void Session::login_done(LoginOutcome outcome) {
     mailbox_ = std::move(outcome.mailbox);
     view_ = std::move(outcome.view);
     lock_ = std::move(outcome.lock);
+    service_->throttle.success(outcome.login, service_->host.now());
     service_->host.info(who() + ": login " + outcome.drop.account + ", " +
                         std::to_string(outcome.drop.messages.size()) + " messages");
     engine_.login_succeeded(std::move(outcome.drop));
@@ -262,8 +265,9 @@ void Session::login_done(LoginOutcome outcome) {
     return;
   }
   // A failed login is answered late, later with every failure of this
-  // connection and of this peer: a password guesser gets few tries per hour.
-  const auto delay = service_->throttle.failure(peer_ip_, engine_.failures() + 1, service_->host.now());
+  // connection, of this peer and of this login: a password guesser gets few tries per hour.
+  const auto delay =
+      service_->throttle.failure(peer_ip_, outcome.login, engine_.failures() + 1, service_->host.now()).delay;
   service_->host.warn(who() + ": login failed: " + outcome.detail + " (failure " +
                       std::to_string(engine_.failures() + 1) + ", answered after " + std::to_string(delay.count()) +
                       " ms)");

@@ -8,8 +8,7 @@
 #include "maildrop_lock.hpp"
 #include "settings.hpp"
 #include "size_cache.hpp"
-#include "throttle.hpp"
-
+#include <postern/mail/throttle.hpp>
 #include <postern/sdk/sdk.hpp>
 
 #include <memory>
@@ -22,14 +21,22 @@ namespace postern::plugins::pop3 {
 struct Service {
   sdk::Host host;
   Settings settings;
-  LoginThrottle throttle;
+  /** Failed logins per peer address and login name, for every connection (mail library). */
+  mail::LoginThrottle throttle;
   std::shared_ptr<SizeCache> sizes;  // null: sizes are recomputed at each login
 
   Service(sdk::Host h, Settings s, std::shared_ptr<SizeCache> cache)
-      : host(h),
-        settings(s),
-        throttle(s.login_delay, s.login_delay_max, s.failure_window),
-        sizes(std::move(cache)) {}
+      : host(h), settings(s), throttle(throttle_settings(s)), sizes(std::move(cache)) {}
+
+  /** The throttle's policy from login-delay, login-delay-max and failure-window. */
+  static mail::ThrottleSettings throttle_settings(const Settings& s) {
+    mail::ThrottleSettings t;
+    t.delay = s.login_delay;
+    t.delay_max = s.login_delay_max;
+    t.window = s.failure_window;
+    t.max_entries = 100'000;
+    return t;
+  }
 };
 
 /** Output above this stops input until the client has read it (on_drain). */

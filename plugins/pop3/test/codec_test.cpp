@@ -95,21 +95,5 @@ TEST(Pop3CodecTest, ParsesNumbersStrictly) {
   EXPECT_FALSE(split_two("3 10 2"));
 }
 
-// Strict base64 is the mail library's (sdk/lib/test/codec_test.cpp).
-TEST(Pop3CodecTest, ParsesPlainCredentials) {
-  auto p = parse_plain(std::string("\0alice\0secret", 13));
-  ASSERT_TRUE(p);
-  EXPECT_EQ(p->authzid, "");
-  EXPECT_EQ(p->authcid, "alice");
-  EXPECT_EQ(p->password, "secret");
-  p = parse_plain(std::string("alice\0alice\0pw", 14));
-  ASSERT_TRUE(p);
-  EXPECT_EQ(p->authzid, "alice");
-  EXPECT_FALSE(parse_plain(std::string("alice\0secret", 12)));
-  EXPECT_FALSE(parse_plain(std::string("\0\0secret", 8)));
-  EXPECT_FALSE(parse_plain(std::string("\0alice\0", 7)));
-  EXPECT_FALSE(parse_plain(std::string("\0a\0b\0c", 6)));
-}
-
 }  // namespace
 }  // namespace postern::plugins::pop3

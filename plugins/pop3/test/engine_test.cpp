@@ -6,6 +6,7 @@
 
 #include <string>
 #include <variant>
+#include <vector>
 
 namespace postern::plugins::pop3 {
 namespace {
@@ -173,6 +174,57 @@ TEST(Pop3EngineTest, AuthPlainWithInitialResponseContinuationAndCancel) {
   req = std::get_if<LoginRequest>(&h.engine.request());
   ASSERT_NE(req, nullptr);
   EXPECT_TRUE(req->malformed);
+}
+
+TEST(Pop3EngineTest, AuthPlainAnswersEachResponse) {
+  struct Case {
+    std::string name;
+    std::vector<std::string> lines;  // the AUTH command, then continuation lines
+    std::string last_reply;          // to the last line; "login" = a LoginRequest instead
+    std::string login;               // the LoginRequest's login ("" and malformed for an unusable one)
+  };
+  const Case cases[] = {
+      {"initial response", {"AUTH PLAIN AGFsaWNlAHNlY3JldA=="}, "login", "alice"},
+      {"continuation", {"AUTH PLAIN", "AGFsaWNlAHNlY3JldA=="}, "login", "alice"},
+      {"authzid equal to the login", {"AUTH PLAIN YWxpY2UAYWxpY2UAc2VjcmV0"}, "login", "alice"},
+      {"another authzid", {"AUTH PLAIN Ym9iAGFsaWNlAHNlY3JldA=="}, "login", ""},
+      {"= is an empty response", {"AUTH PLAIN ="}, "login", ""},
+      {"no NUL", {"AUTH PLAIN", "YWxpY2U="}, "login", ""},
+      {"empty line", {"AUTH PLAIN", ""}, "login", ""},
+      {"cancel", {"AUTH PLAIN", "*"}, "-ERR Authentication cancelled\r\n", ""},
+      {"cancel as the initial response", {"AUTH PLAIN *"}, "-ERR Authentication cancelled\r\n", ""},
+      {"bad base64", {"AUTH PLAIN", "AGFsaWNlAHNlY3JldA"}, "-ERR Invalid base64 data\r\n", ""},
+      {"lower-case mechanism", {"AUTH plain AGFsaWNlAHNlY3JldA=="}, "login", "alice"},
+      {"LOGIN is not offered", {"AUTH LOGIN"}, "-ERR Unsupported authentication mechanism\r\n", ""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    Harness h;
+    std::string reply;
+    for (size_t i = 0; i < c.lines.size(); ++i) {
+      reply = h.send(c.lines[i] + "\r\n");
+      if (i + 1 < c.lines.size()) {
+        EXPECT_EQ(reply, "+ \r\n");
+      }
+    }
+    if (c.last_reply != "login") {
+      EXPECT_EQ(reply, c.last_reply);
+      EXPECT_FALSE(h.engine.busy());
+      continue;
+    }
+    EXPECT_EQ(reply, "");
+    const auto* req = std::get_if<LoginRequest>(&h.engine.request());
+    ASSERT_NE(req, nullptr);
+    EXPECT_EQ(req->login, c.login);
+    EXPECT_EQ(req->malformed, c.login.empty());
+    if (!c.login.empty()) {
+      EXPECT_EQ(req->password, "secret");
+    }
+    // Every unusable response fails like a wrong password: the same reply, a counted failure.
+    h.engine.login_failed(LoginFailure::Credentials);
+    EXPECT_EQ(h.take(), "-ERR [AUTH] Login failure or POP3 disabled\r\n");
+    EXPECT_EQ(h.engine.failures(), 1u);
+  }
 }
 
 TEST(Pop3EngineTest, ApopIsNotAvailable) {
