@@ -702,9 +702,12 @@ void SmtpEngine::auth_step(mail::SaslStep step) {
   switch (step.error) {
     case mail::SaslError::Cancelled: return error_reply(501, "5.0.0", "Authentication cancelled");
     case mail::SaslError::BadBase64: return error_reply(501, "5.5.2", "Error: invalid base64 data");
-    case mail::SaslError::Malformed: return error_reply(501, "5.5.2", fmt::format("Error: malformed {} response", mechanism));
     case mail::SaslError::TooLong: return error_reply(500, "5.5.6", "Error: authentication exchange line too long");
-    case mail::SaslError::AuthzidNotAllowed: return auth_failed();  // no proxy authorization: a failed login
+    // Credentials the exchange cannot yield (an empty user or password, a PLAIN
+    // response without its two NULs) and a foreign authorization identity (no
+    // proxy authorization) fail like a wrong password: 535, counted by the throttle.
+    case mail::SaslError::Malformed:
+    case mail::SaslError::AuthzidNotAllowed: return auth_failed();
     case mail::SaslError::Finished: break;
   }
   error_reply(503, "5.5.1", "Error: no authentication exchange in progress");

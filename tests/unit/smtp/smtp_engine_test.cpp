@@ -404,6 +404,10 @@ TEST(SmtpEngineTest, AuthErrorsNameTheProblem) {
   // An authorization identity other than the login is a failed login (no proxy authorization).
   EXPECT_EQ(h.send("AUTH PLAIN " + b64(std::string("bob\0alice@example.test\0", 23) + kPassword) + "\r\n"),
             "535 5.7.8 Error: authentication failed\r\n");
+  // No password (a directory account without one yet) or no NULs: a failed login too.
+  EXPECT_EQ(h.send("AUTH PLAIN " + b64(std::string("\0alice@example.test\0", 20)) + "\r\n"),
+            "535 5.7.8 Error: authentication failed\r\n");
+  EXPECT_EQ(h.send("AUTH PLAIN " + b64("alice") + "\r\n"), "535 5.7.8 Error: authentication failed\r\n");
   EXPECT_TRUE(h.passwords.empty());
 }
 
