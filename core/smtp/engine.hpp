@@ -148,6 +148,13 @@ class SmtpEngine {
   bool closed() const { return closing_; }
   /** Reading a message body (DATA or BDAT chunk): the data timeout applies. */
   bool in_body() const { return phase_ == Phase::Data || phase_ == Phase::Bdat; }
+  /**
+   * Part of a command or AUTH line is held (or an over-long one is being
+   * dropped): the line's timeout started with it and is not renewed per read.
+   */
+  bool mid_line() const {
+    return (phase_ == Phase::Command || phase_ == Phase::AuthResponse) && (pos_ < buffer_.size() || discarding_);
+  }
   /** The connect stage ran: the disconnect stage is due at the end. */
   bool started() const { return started_; }
   /** Octets of input held back. */

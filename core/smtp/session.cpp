@@ -315,7 +315,10 @@ net::awaitable<void> Session::serve() {
       if (!engine_->closed()) engine_->input_ended(InputEnd::Shutdown);
       continue;
     }
-    set_deadline(engine_->in_body() ? cfg_->data_timeout : cfg_->command_timeout);
+    // RFC 5321 §4.5.3.2: data-timeout per read inside a body; command-timeout
+    // per line, so a client trickling one line octet by octet still times out.
+    if (engine_->in_body()) set_deadline(cfg_->data_timeout);
+    else if (!engine_->mid_line()) set_deadline(cfg_->command_timeout);
     if (!co_await read_some(chunk)) {
       engine_->input_ended(timed_out_ ? InputEnd::Timeout : shutting_down_ ? InputEnd::Shutdown : InputEnd::Closed);
       continue;

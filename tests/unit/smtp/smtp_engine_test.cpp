@@ -427,7 +427,11 @@ TEST(SmtpEngineTest, OverLongCommandLineIs500AndTheSessionGoesOn) {
   // A long line in small pieces is refused once, at its end.
   EXPECT_EQ(h.send(std::string(400, 'y')), "");
   EXPECT_EQ(h.send(std::string(400, 'y')), "");
+  EXPECT_TRUE(h.engine->mid_line()) << "the line's timeout is not renewed while it is dropped";
   EXPECT_EQ(h.send("\r\nNOOP\r\n"), "500 5.5.2 Error: line too long\r\n250 2.0.0 Ok\r\n");
+  EXPECT_FALSE(h.engine->mid_line());
+  EXPECT_EQ(h.send("NO"), "");
+  EXPECT_TRUE(h.engine->mid_line());
   EXPECT_FALSE(h.engine->closed());
 }
 

@@ -794,6 +794,23 @@ TEST_F(SmtpSessionTest, CommandTimeoutSends421) {
   EXPECT_TRUE(c->closed());
 }
 
+TEST_F(SmtpSessionTest, CommandTimeoutCoversTheWholeLine) {
+  // A client that trickles one command line octet by octet must not renew the
+  // timeout with every read (slowloris): the line's timeout starts with it.
+  cfg_.command_timeout = 300ms;
+  start();
+  auto c = connect();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (char ch : std::string("NOOP " + std::string(35, 'x'))) {  // 40 octets: 2 s
+    if (c->unread() > 0) break;  // the 421 arrived: stop writing to a closing socket
+    c->send(std::string(1, ch));
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(c->code(), 421);
+  EXPECT_NE(c->last().find("4.4.2"), std::string::npos);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s) << "the timeout was renewed by the trickle";
+}
+
 TEST_F(SmtpSessionTest, EarlyTalkerIsRefused) {
   cfg_.greet_pause = 300ms;
   start();
