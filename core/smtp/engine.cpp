@@ -2,6 +2,7 @@
 
 #include "core/event/scoring.hpp"
 #include "core/log/log.hpp"
+#include "core/smtp/auth_command.hpp"
 #include "core/smtp/header_edit.hpp"
 #include "core/smtp/relay_policy.hpp"
 #include "core/smtp/throttle.hpp"
@@ -441,7 +442,7 @@ void SmtpEngine::delay_done() {
   const DelayFor what = delay_for_;
   delay_for_ = DelayFor::None;
   if (what == DelayFor::Tarpit) rcpt_continue();
-  else if (what == DelayFor::AuthFailure) error_reply(535, "5.7.8", "Error: authentication failed");
+  else if (what == DelayFor::AuthFailure) error_reply(auth_failed_reply());
   process();
 }
 
@@ -661,15 +662,16 @@ void SmtpEngine::end_transaction() {
 // ------------------------------------------------------------------ AUTH
 
 void SmtpEngine::cmd_auth(std::string_view arg) {
-  if (!cfg_->auth) return error_reply(502, "5.5.1", "Error: authentication not enabled");
-  if (!tls_ && !env_.cleartext_auth) {
-    return error_reply(538, "5.7.11", "Encryption required for requested authentication mechanism");
-  }
-  if (info_.helo.empty() || !esmtp_) return error_reply(503, "5.5.1", "Error: send EHLO first");
-  if (!info_.auth_user.empty()) return error_reply(503, "5.5.1", "Error: already authenticated");
-  if (txn_.active) return error_reply(503, "5.5.1", "Error: MAIL transaction in progress");
+  AuthContext ctx;
+  ctx.enabled = cfg_->auth != nullptr;
+  ctx.tls = tls_;
+  ctx.cleartext_allowed = env_.cleartext_auth;
+  ctx.ehlo = !info_.helo.empty() && esmtp_;
+  ctx.authenticated = !info_.auth_user.empty();
+  ctx.in_transaction = txn_.active;
+  if (auto refusal = auth_refusal(ctx)) return error_reply(*refusal);
   if (services_.login_throttle && services_.login_throttle->ip_locked(info_.peer_ip, monotonic_now())) {
-    return reply(454, "4.7.0", "Too many authentication failures, try again later");
+    return reply(auth_locked_reply());
   }
   const size_t sp = arg.find(' ');
   const auto mechanism = mail::parse_sasl_mechanism(arg.substr(0, sp));
@@ -699,18 +701,8 @@ void SmtpEngine::auth_step(mail::SaslStep step) {
     request_ = PasswordRequest{std::move(step.credentials.authcid), std::move(step.credentials.password)};
     return;
   }
-  switch (step.error) {
-    case mail::SaslError::Cancelled: return error_reply(501, "5.0.0", "Authentication cancelled");
-    case mail::SaslError::BadBase64: return error_reply(501, "5.5.2", "Error: invalid base64 data");
-    case mail::SaslError::TooLong: return error_reply(500, "5.5.6", "Error: authentication exchange line too long");
-    // Credentials the exchange cannot yield (an empty user or password, a PLAIN
-    // response without its two NULs) and a foreign authorization identity (no
-    // proxy authorization) fail like a wrong password: 535, counted by the throttle.
-    case mail::SaslError::Malformed:
-    case mail::SaslError::AuthzidNotAllowed: return auth_failed();
-    case mail::SaslError::Finished: break;
-  }
-  error_reply(503, "5.5.1", "Error: no authentication exchange in progress");
+  if (auto r = sasl_error_reply(step.error)) return error_reply(*r);
+  auth_failed();
 }
 
 void SmtpEngine::password_checked(std::optional<std::string> user) {
@@ -738,7 +730,7 @@ void SmtpEngine::auth_failed() {
     request_ = DelayRequest{delay};
     return;
   }
-  error_reply(535, "5.7.8", "Error: authentication failed");
+  error_reply(auth_failed_reply());
 }
 
 void SmtpEngine::auth_stage_done(const event::Outcome& o) {

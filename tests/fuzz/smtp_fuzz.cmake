@@ -6,12 +6,14 @@
 set(POSTERN_SMTP_FUZZ_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/../../core/smtp/address.cpp
   ${CMAKE_CURRENT_LIST_DIR}/../../core/smtp/data_decoder.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/../../core/smtp/auth_command.cpp
   ${CMAKE_CURRENT_LIST_DIR}/../../core/smtp/body.cpp
   ${CMAKE_CURRENT_LIST_DIR}/../../core/smtp/command.cpp
   ${CMAKE_CURRENT_LIST_DIR}/../../core/smtp/engine.cpp
   ${CMAKE_CURRENT_LIST_DIR}/../../core/smtp/envelope.cpp
   ${CMAKE_CURRENT_LIST_DIR}/../../core/smtp/relay_policy.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/../../core/smtp/reply.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/../../core/smtp/reply.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/../../core/smtp/throttle.cpp)
 set_source_files_properties(${POSTERN_SMTP_FUZZ_SOURCES} TARGET_DIRECTORY postern_core
   PROPERTIES COMPILE_OPTIONS "-fsanitize=fuzzer-no-link" SKIP_PRECOMPILE_HEADERS ON)
 
