@@ -11,8 +11,8 @@
 #include "core/dns/resolver.hpp"
 #include "core/log/log.hpp"
 #include "core/smtp/address.hpp"
-#include "core/smtp/auth.hpp"
 #include "core/tls/tls_context.hpp"
+#include "postern/mail/codec.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -912,17 +912,17 @@ net::awaitable<Step> AttemptRun::authenticate(std::shared_ptr<Conn> c) {
   bool ok = false;
   if (c->caps.auth_plain) {
     std::string creds = std::string(1, '\0') + hop_.auth_user + std::string(1, '\0') + hop_.auth_password;
-    ok = co_await c->write(fmt::format("AUTH PLAIN {}\r\n", smtp::base64_encode(creds)), tmo, "sending AUTH");
+    ok = co_await c->write(fmt::format("AUTH PLAIN {}\r\n", mail::encode_base64(creds)), tmo, "sending AUTH");
     if (ok) r = co_await c->read_reply(tmo, "after AUTH PLAIN");
   } else {
     ok = co_await c->write("AUTH LOGIN\r\n", tmo, "sending AUTH");
     if (ok) r = co_await c->read_reply(tmo, "after AUTH LOGIN");
     if (r && r->code == 334) {
-      ok = co_await c->write(smtp::base64_encode(hop_.auth_user) + "\r\n", tmo, "sending the user name");
+      ok = co_await c->write(mail::encode_base64(hop_.auth_user) + "\r\n", tmo, "sending the user name");
       r.reset();
       if (ok) r = co_await c->read_reply(tmo, "after the user name");
       if (r && r->code == 334) {
-        ok = co_await c->write(smtp::base64_encode(hop_.auth_password) + "\r\n", tmo, "sending the password");
+        ok = co_await c->write(mail::encode_base64(hop_.auth_password) + "\r\n", tmo, "sending the password");
         r.reset();
         if (ok) r = co_await c->read_reply(tmo, "after the password");
       }

@@ -1,7 +1,8 @@
 #pragma once
 // SMTP AUTH (RFC 4954) support: the account source interface, a static
 // account list from the manifest's <smtp> element (until the directory module
-// provides accounts), salted password hashes, and base64 for the SASL exchange.
+// provides accounts) and salted password hashes. The SASL exchange itself is
+// the mail library's (postern/mail/sasl.hpp).
 
 #include <cstdint>
 #include <memory>
@@ -10,7 +11,6 @@
 #include <string_view>
 #include <vector>
 
-#include "postern/mail/codec.hpp"
 
 namespace postern::core::smtp {
 
@@ -63,9 +63,5 @@ bool verify_password(std::string_view password, std::string_view hash);
 /** Whether `hash` is a well-formed hash_password() string. */
 bool is_valid_password_hash(std::string_view hash);
 
-/** RFC 4648 base64 (the mail library's mail::encode_base64). */
-inline std::string base64_encode(std::string_view data) { return mail::encode_base64(data); }
-/** Strict RFC 4648 base64 (padding required); nullopt when invalid (mail::decode_base64_strict). */
-inline std::optional<std::string> base64_decode(std::string_view text) { return mail::decode_base64_strict(text); }
 
 }  // namespace postern::core::smtp

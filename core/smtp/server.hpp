@@ -1,9 +1,11 @@
 #pragma once
 // The ESMTP receiver (RFC 5321 and the extensions in docs/smtp.md): one
-// listener, one coroutine per session on its own strand. A session raises the
-// event-bus stages (connect ... disconnect), enforces limits and relay policy,
-// and answers 250 to the end of data only after the spool made the message
-// durable. Diagnostics: one log line per transaction outcome (component "smtp").
+// listener, one coroutine per session on its own strand (session.hpp) driving
+// the socket-free protocol engine (engine.hpp; the units: docs/smtp-engine.md).
+// A session raises the event-bus stages (connect ... disconnect), enforces
+// limits and relay policy, and answers 250 to the end of data only after the
+// spool made the message durable. Diagnostics: one log line per transaction
+// outcome (component "smtp").
 
 #include "core/config/manifest.hpp"
 #include "core/event/chain.hpp"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the SMTP fuzz targets with clang (ASan + UBSan) in their own build dir and
-# runs each for SECONDS on its corpus (tests/fuzz/corpus/smtp_command, smtp_data).
+# runs each for SECONDS on its corpus (tests/fuzz/corpus/smtp_command, smtp_data, smtp_session).
 # Usage: tests/fuzz/run_smtp_fuzz.sh [SECONDS=60]
 # Environment: BUILD_DIR (default build-fuzz-smtp). Crashes land in
 # $BUILD_DIR/smtp-fuzz/<target>/artifacts; the script exits non-zero on one.
@@ -31,7 +31,7 @@ include("$root/tests/fuzz/smtp_fuzz.cmake")
 CMAKE
 fi
 CC=clang CXX=clang++ cmake -S "$src" -B "$build" "${generator[@]}" "${flags[@]}" >/dev/null
-cmake --build "$build" --target postern_smtp_command_fuzz postern_smtp_data_fuzz
+cmake --build "$build" --target postern_smtp_command_fuzz postern_smtp_data_fuzz postern_smtp_session_fuzz
 
 dict="$build/smtp-fuzz/smtp.dict"
 mkdir -p "$build/smtp-fuzz"
@@ -50,6 +50,13 @@ cat > "$dict" <<'DICT'
 "[127.0.0.1]"
 "MAIL FROM:"
 "RCPT TO:"
+"EHLO x\x0d\x0a"
+"DATA\x0d\x0a"
+"BDAT 5 LAST\x0d\x0a"
+"STARTTLS\x0d\x0a"
+"AUTH PLAIN "
+"AUTH LOGIN\x0d\x0a"
+"RSET\x0d\x0a"
 " SIZE="
 " BODY=8BITMIME"
 " SMTPUTF8"
@@ -62,7 +69,7 @@ cat > "$dict" <<'DICT'
 DICT
 
 status=0
-for target in smtp_command smtp_data; do
+for target in smtp_command smtp_data smtp_session; do
   fuzzer="$(find "$build" -type f -name "postern_${target}_fuzz" -perm -u+x | head -n 1)"
   work="$build/smtp-fuzz/$target"
   mkdir -p "$work/corpus" "$work/artifacts"

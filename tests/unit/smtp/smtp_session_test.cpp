@@ -10,6 +10,7 @@
 #include "core/smtp/server.hpp"
 #include "core/smtp/smtp_config.hpp"
 #include "core/tls/tls_context.hpp"
+#include "postern/mail/codec.hpp"
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -721,18 +722,18 @@ TEST_F(SmtpSessionTest, AuthRequiresTlsAndRejectsBadCredentials) {
   start();
   auto c = connect();
   c->cmd("EHLO x");
-  EXPECT_EQ(c->cmd("AUTH PLAIN " + base64_encode(std::string("\0alice@example.test\0", 20) + kPassword)), 538);
+  EXPECT_EQ(c->cmd("AUTH PLAIN " + mail::encode_base64(std::string("\0alice@example.test\0", 20) + kPassword)), 538);
   c->cmd("STARTTLS");
   c->start_tls();
   c->cmd("EHLO x");
-  EXPECT_EQ(c->cmd("AUTH PLAIN " + base64_encode(std::string("\0alice@example.test\0wrong", 25))), 535);
+  EXPECT_EQ(c->cmd("AUTH PLAIN " + mail::encode_base64(std::string("\0alice@example.test\0wrong", 25))), 535);
   EXPECT_NE(c->last().find("5.7.8"), std::string::npos);
   EXPECT_EQ(c->cmd("AUTH CRAM-MD5"), 504);
   EXPECT_EQ(c->cmd("AUTH PLAIN"), 334);
   EXPECT_EQ(c->cmd("*"), 501);
   EXPECT_EQ(c->cmd("AUTH LOGIN"), 334);
-  EXPECT_EQ(c->cmd(base64_encode("alice@example.test")), 334);
-  EXPECT_EQ(c->cmd(base64_encode(kPassword)), 235);
+  EXPECT_EQ(c->cmd(mail::encode_base64("alice@example.test")), 334);
+  EXPECT_EQ(c->cmd(mail::encode_base64(kPassword)), 235);
   EXPECT_EQ(c->cmd("AUTH LOGIN"), 503);
   // Authenticated users may relay, but only as themselves.
   EXPECT_EQ(c->cmd("MAIL FROM:<bob@example.test>"), 553);
@@ -757,7 +758,7 @@ TEST_F(SmtpSessionTest, SubmissionNeedsAuthBeforeMail) {
   EXPECT_NE(c->last().find("AUTH PLAIN LOGIN"), std::string::npos) << "cleartext AUTH allowed on this listener";
   EXPECT_EQ(c->cmd("MAIL FROM:<alice@example.test>"), 530);
   EXPECT_NE(c->last().find("5.7.0"), std::string::npos);
-  EXPECT_EQ(c->cmd("AUTH PLAIN " + base64_encode(std::string("\0alice@example.test\0", 20) + kPassword)), 235);
+  EXPECT_EQ(c->cmd("AUTH PLAIN " + mail::encode_base64(std::string("\0alice@example.test\0", 20) + kPassword)), 235);
   EXPECT_EQ(c->cmd("MAIL FROM:<alice@example.test>"), 250);
 }
 
@@ -768,9 +769,9 @@ TEST_F(SmtpSessionTest, RepeatedAuthFailuresLockTheIpOut) {
   start();
   auto c = connect();
   c->cmd("EHLO x");
-  const std::string bad = "AUTH PLAIN " + base64_encode(std::string("\0alice@example.test\0nope", 24));
+  const std::string bad = "AUTH PLAIN " + mail::encode_base64(std::string("\0alice@example.test\0nope", 24));
   for (int i = 0; i < 3; ++i) EXPECT_EQ(c->cmd(bad), 535);
-  EXPECT_EQ(c->cmd("AUTH PLAIN " + base64_encode(std::string("\0alice@example.test\0", 20) + kPassword)), 454);
+  EXPECT_EQ(c->cmd("AUTH PLAIN " + mail::encode_base64(std::string("\0alice@example.test\0", 20) + kPassword)), 454);
 }
 
 TEST_F(SmtpSessionTest, ImplicitTlsListener) {
@@ -791,6 +792,23 @@ TEST_F(SmtpSessionTest, CommandTimeoutSends421) {
   EXPECT_EQ(c->code(), 421);
   EXPECT_NE(c->last().find("4.4.2"), std::string::npos);
   EXPECT_TRUE(c->closed());
+}
+
+TEST_F(SmtpSessionTest, CommandTimeoutCoversTheWholeLine) {
+  // A client that trickles one command line octet by octet must not renew the
+  // timeout with every read (slowloris): the line's timeout starts with it.
+  cfg_.command_timeout = 300ms;
+  start();
+  auto c = connect();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (char ch : std::string("NOOP " + std::string(35, 'x'))) {  // 40 octets: 2 s
+    if (c->unread() > 0) break;  // the 421 arrived: stop writing to a closing socket
+    c->send(std::string(1, ch));
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(c->code(), 421);
+  EXPECT_NE(c->last().find("4.4.2"), std::string::npos);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s) << "the timeout was renewed by the trickle";
 }
 
 TEST_F(SmtpSessionTest, EarlyTalkerIsRefused) {
@@ -910,7 +928,7 @@ TEST_F(SmtpSessionTest, AuthFailureDelayGrows) {
   start();
   auto c = connect();
   c->cmd("EHLO x");
-  const std::string bad = "AUTH PLAIN " + base64_encode(std::string("\0alice@example.test\0nope", 24));
+  const std::string bad = "AUTH PLAIN " + mail::encode_base64(std::string("\0alice@example.test\0nope", 24));
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(c->cmd(bad), 535);
   auto t1 = std::chrono::steady_clock::now();
