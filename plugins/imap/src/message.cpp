@@ -1195,6 +1195,8 @@ std::string header_fields_text(std::string_view block, const std::vector<std::st
 
 }  // namespace
 
+bool section_exists(const ParsedMessage& m, const std::vector<uint32_t>& path) { return m.part(path) != nullptr; }
+
 std::string section_text(const ParsedMessage& m, const Section& s) {
   const MimePart* p = m.part(s.part);
   if (p == nullptr) return {};

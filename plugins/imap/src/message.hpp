@@ -150,6 +150,8 @@ struct Section {
  * not exist yields an empty string (RFC 3501: "", not an error).
  */
 std::string section_text(const ParsedMessage& m, const Section& s);
+/** Whether the part `path` (an IMAP part number, {} = the message) exists in `m`. */
+bool section_exists(const ParsedMessage& m, const std::vector<uint32_t>& path);
 
 /** RFC 3501 date-time "dd-Mon-yyyy hh:mm:ss +zzzz" of `epoch_seconds` in UTC (INTERNALDATE). */
 std::string format_internal_date(int64_t epoch_seconds);
