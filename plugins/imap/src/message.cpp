@@ -1,24 +1,22 @@
-// The message side of plugins/imap: MIME tree, ENVELOPE, BODY[STRUCTURE],
-// BODY[section] and dates (see message.hpp for the design).
+// The message side of plugins/imap: IMAP's view of the mail library's MIME tree,
+// ENVELOPE, BODY[STRUCTURE], BODY[section] and dates (see message.hpp for the design).
 #include "message.hpp"
 
 #include <postern/mail/address.hpp>
 #include <postern/mail/ascii.hpp>
 #include <postern/mail/charset.hpp>
 #include <postern/mail/codec.hpp>
+#include <postern/mail/mime.hpp>
 
 #include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstring>
-#include <map>
 
 namespace postern::imap {
 namespace {
 
-using mail::ascii_upper;
 using mail::iequals;
-using mail::is_wsp;
 using mail::trim;
 
 std::string upper(std::string_view s) { return mail::to_upper(s); }
