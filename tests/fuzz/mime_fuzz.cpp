@@ -112,6 +112,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   mime::Message::Options imap;
   imap.keep_junk_header_lines = true;
   imap.parse_encoded_messages = true;
+  imap.exact_boundaries = true;
   check(mime::Message::parse(std::string(input), {}, imap));
   check(mime::Message::parse(std::string(input), tight, imap));
 

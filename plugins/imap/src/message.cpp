@@ -488,6 +488,7 @@ std::shared_ptr<const ParsedMessage> ParsedMessage::parse(std::shared_ptr<const 
   mail::Message::Options options;
   options.keep_junk_header_lines = true;
   options.parse_encoded_messages = true;
+  options.exact_boundaries = true;
   m->mime_ = mail::Message::parse(raw ? std::string(*raw) : std::string(), limits, options);
   const std::string_view octets = m->mime_.raw();
   build_view(m->mime_, 0, crlf_size(octets) != octets.size(), false, m->root_);

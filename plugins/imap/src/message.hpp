@@ -12,7 +12,10 @@
 // - The MIME structure comes from the mail library (postern::mail::Message,
 //   docs/mail-library.md), parsed with MessageOptions::keep_junk_header_lines
 //   (Dovecot's reading of a header block: a line that is no field stays in
-//   it, only a blank line or a delimiter ends it) and limits of kMaxMimeDepth
+//   it, only a blank line or a delimiter ends it), parse_encoded_messages
+//   (a base64 message/rfc822 is still a nested message, so BODYSTRUCTURE
+//   has its envelope and body), exact_boundaries (boundaries as written,
+//   anything after a close delimiter) and limits of kMaxMimeDepth
 //   nesting levels and kMaxMimeParts parts. ParsedMessage is IMAP's view of
 //   that tree: a MimePart per library Part, with the Content-* fields read the
 //   strict way Dovecot reads them (mail::parse_media_type, parse_raw_params,

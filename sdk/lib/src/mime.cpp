@@ -63,10 +63,11 @@ std::string_view find_param(const std::vector<std::pair<std::string, std::string
   return {};
 }
 
-std::string boundary_of(const ContentType& ct) {
-  // RFC 2046 §5.1.1: a boundary never ends in a space, so trailing blanks are noise.
+std::string boundary_of(const ContentType& ct, bool exact) {
+  // RFC 2046 §5.1.1: a boundary never ends in a space, so trailing blanks are noise
+  // (MessageOptions::exact_boundaries keeps them, as Dovecot does).
   std::string_view b = find_param(ct.params, "boundary");
-  while (!b.empty() && (is_wsp(b.back()) || b.back() == '\r' || b.back() == '\n')) b.remove_suffix(1);
+  while (!exact && !b.empty() && (is_wsp(b.back()) || b.back() == '\r' || b.back() == '\n')) b.remove_suffix(1);
   return std::string(b);
 }
 
@@ -112,8 +113,9 @@ bool field_start(std::string_view text, size_t& name_end, size_t& colon) {
 enum class Delimiter { None, Part, Close };
 
 // RFC 2046 §5.1.1: "--" boundary, "--" again for the close delimiter, then only
-// transport padding (whitespace) up to the line end.
-Delimiter match_delimiter(std::string_view text, std::string_view boundary) {
+// transport padding (whitespace) up to the line end. With exact (Dovecot's reading) a
+// close delimiter may be followed by anything.
+Delimiter match_delimiter(std::string_view text, std::string_view boundary, bool exact) {
   if (boundary.empty() || text.size() < boundary.size() + 2 || text[0] != '-' || text[1] != '-') {
     return Delimiter::None;
   }
@@ -121,6 +123,7 @@ Delimiter match_delimiter(std::string_view text, std::string_view boundary) {
   std::string_view rest = text.substr(boundary.size() + 2);
   Delimiter kind = Delimiter::Part;
   if (rest.size() >= 2 && rest[0] == '-' && rest[1] == '-') {
+    if (exact) return Delimiter::Close;
     kind = Delimiter::Close;
     rest.remove_prefix(2);
   }
@@ -481,7 +484,7 @@ class Parser {
     if (text.size() >= 2 && text[0] == '-' && text[1] == '-') {
       for (size_t k = stack_.size(); k-- > 0;) {
         if (!stack_[k].boundary_active) continue;
-        const Delimiter d = match_delimiter(text, stack_[k].boundary);
+        const Delimiter d = match_delimiter(text, stack_[k].boundary, options_.exact_boundaries);
         if (d != Delimiter::None) {
           on_delimiter(k, d, line);
           return true;
@@ -558,7 +561,7 @@ class Parser {
       return true;
     }
     // The part's own first delimiter with the blank line left out: the body starts here.
-    if (match_delimiter(text, f.boundary) != Delimiter::None) {
+    if (match_delimiter(text, f.boundary, options_.exact_boundaries) != Delimiter::None) {
       begin_body(line.begin, lf_, true);
       return false;
     }
@@ -593,7 +596,7 @@ class Parser {
     if (!f.seen_content_type && iequals(h.name, "content-type")) {
       f.seen_content_type = true;
       const ContentType ct = parse_content_type(unfolded);
-      if (ct.type == "multipart") f.boundary = boundary_of(ct);
+      if (ct.type == "multipart") f.boundary = boundary_of(ct, options_.exact_boundaries);
     }
     msg_.parts_[f.part].headers.push_back(std::move(h));
   }
@@ -615,7 +618,7 @@ class Parser {
     if (!may_descend) return;
     const Part& p = msg_.parts_[index];
     if (p.is_multipart()) {
-      std::string boundary = boundary_of(p.content_type);
+      std::string boundary = boundary_of(p.content_type, options_.exact_boundaries);
       if (boundary.empty()) return;  // no boundary: one opaque body
       if (p.depth >= limits_.max_depth) {
         msg_.truncated_ = true;

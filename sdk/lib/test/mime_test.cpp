@@ -822,6 +822,22 @@ TEST(MimeParserTest, ParsesEncodedMessagePartsWhenAsked) {
   EXPECT_EQ(m.parts()[2].section, "1");
 }
 
+TEST(MimeParserTest, UsesBoundariesAsWrittenWhenAsked) {
+  const std::string raw =
+      "Content-Type: multipart/mixed; boundary=\"sp \"\n\n--sp \n\none\n--sp\t\n\ntwo\n--sp --junk after\nepilogue\n";
+  // Default: the trailing space of the boundary is dropped, "--sp\t" is a delimiter and
+  // "--sp --junk after" is none.
+  const Message lenient = parse_checked(raw);
+  ASSERT_EQ(lenient.parts().size(), 3u);
+  EXPECT_EQ(body_of(lenient, 1), "one");
+  Message::Options options;
+  options.exact_boundaries = true;
+  const Message exact = Message::parse(raw, {}, options);
+  expect_invariants(exact);
+  ASSERT_EQ(exact.parts().size(), 2u);
+  EXPECT_EQ(body_of(exact, 1), "one\n--sp\t\n\ntwo");
+}
+
 TEST(MimeParserTest, LeavesADelimiterLineEndToThePartBeforeTheNextDelimiter) {
   // "--in--\n--out--": the line end after the inner close delimiter is that line's own;
   // the inner multipart (part 1) ends after it, as Dovecot and Cyrus count its size.

@@ -144,6 +144,12 @@ struct MessageOptions {
    * body-type-msg). Default (false): such a body stays a leaf.
    */
   bool parse_encoded_messages = false;
+  /**
+   * Dovecot's boundaries: a boundary parameter is used as written, trailing whitespace
+   * included (RFC 2046 §5.1.1 forbids it; by default it is dropped), and a close
+   * delimiter may be followed by anything, not only by whitespace.
+   */
+  bool exact_boundaries = false;
 };
 
 /**
