@@ -11,6 +11,9 @@ PACKAGES=(
   clang libclang-rt-14-dev
   # Real mail clients the IMAP/POP3 integration tests drive (docs: ../shared/docs/real-clients.md).
   curl fetchmail getmail6 s-nail isync offlineimap3 mutt neomutt tmux
+  # The reference IMAP server BODYSTRUCTURE/ENVELOPE are compared with
+  # (tests/integration/imap/test_imap_dovecot_structure.py; a private instance on loopback).
+  dovecot-imapd
 )
 
 missing=()

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "postern/mail/address.hpp"
 #include "postern/mail/ip.hpp"
 #include "postern/mail/mime.hpp"
 #include "postern/mail/text.hpp"
@@ -57,6 +58,8 @@ void check(const mime::Message& m) {
       previous_end = parts[c].raw_offset + parts[c].raw_length;
     }
     for (const mime::Header& h : p.headers) {
+      require(h.raw_offset <= m.raw().size() && h.raw_length <= m.raw().size() - h.raw_offset, "field range");
+      require(h.raw_offset >= p.raw_offset, "field inside its part");
       touch(h.name);
       touch(h.raw_value);
       touch(h.value);
@@ -105,6 +108,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   require(small.parts().size() <= 8, "part limit");
   for (const mime::Part& p : small.parts()) require(p.depth <= 3, "depth limit");
 
+  // Dovecot's reading, as IMAP parses: junk header lines kept, encoded messages nested.
+  mime::Message::Options imap;
+  imap.keep_junk_header_lines = true;
+  imap.parse_encoded_messages = true;
+  imap.exact_boundaries = true;
+  check(mime::Message::parse(std::string(input), {}, imap));
+  check(mime::Message::parse(std::string(input), tight, imap));
+
   // The free helpers on the raw input; the first line doubles as a charset name.
   const std::string_view first_line = input.substr(0, input.find('\n'));
   touch(mime::decode_rfc2047(input));
@@ -115,6 +126,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const mime::ContentType ct = mime::parse_content_type(input);
   touch(ct.type);
   for (const auto& [name, value] : mime::parse_params(input)) touch(name), touch(value);
+  for (const mime::RawParam& p : mime::parse_raw_params(input)) touch(p.name), touch(p.value), touch(p.octets);
+  if (const auto mt = mime::parse_media_type(input)) touch(mt->subtype);
+  touch(mime::parse_raw_disposition(input).type);
+  for (const std::string& tag : mime::parse_content_language(input)) touch(tag);
+  for (const mime::Address& a : mime::parse_address_list(input)) {
+    touch(a.local_part);
+    touch(a.domain);
+    touch(a.route);
+    if (a.display_name) touch(*a.display_name);
+  }
   touch(mime::decode_base64_strict(input).value_or(""));
   if (const auto range = mime::IpRange::parse(first_line)) {
     require(range->contains(range->first) && range->contains(range->last), "range ends");

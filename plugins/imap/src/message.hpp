@@ -9,29 +9,27 @@
 // the signatures below may be extended, not changed.
 //
 // DESIGN
-// - parse() walks the octets once, front to back: header/body split at the
-//   first empty line (CRLF or bare LF; no empty line = all header, empty
-//   body). Every line starting with "--" is checked against the boundaries
-//   of the open multiparts, innermost first (so a nested multipart reusing
-//   its parent's boundary owns those lines, as in Dovecot); a delimiter is
-//   "--" boundary then "--" or only transport padding (RFC 2046 §5.1.1), and
-//   the line end before it belongs to it. A delimiter of an outer multipart
-//   ends every part inside it; preamble and epilogue are skipped; a missing
-//   close delimiter is tolerated (the last part runs on). A boundary line
-//   inside a part's header ends the part (empty body). RFC 2231 parameters
-//   (continuations, charset) are decoded, so boundary*=... works too.
+// - The MIME structure comes from the mail library (postern::mail::Message,
+//   docs/mail-library.md), parsed with MessageOptions::keep_junk_header_lines
+//   (Dovecot's reading of a header block: a line that is no field stays in
+//   it, only a blank line or a delimiter ends it), parse_encoded_messages
+//   (a base64 message/rfc822 is still a nested message, so BODYSTRUCTURE
+//   has its envelope and body), exact_boundaries (boundaries as written,
+//   anything after a close delimiter) and limits of kMaxMimeDepth
+//   nesting levels and kMaxMimeParts parts. ParsedMessage is IMAP's view of
+//   that tree: a MimePart per library Part, with the Content-* fields read the
+//   strict way Dovecot reads them (mail::parse_media_type, parse_raw_params,
+//   parse_raw_disposition), which is what BODYSTRUCTURE is compared with
+//   (tests/integration/imap/test_imap_dovecot_structure.py).
 // - Defaults (RFC 2045/2046): text/plain; charset=us-ascii, 7bit;
-//   message/rfc822 inside multipart/digest; an invalid Content-Type is
-//   text/plain. Content-* fields are honoured without MIME-Version.
-// - Limits (hostile input): kMaxMimeDepth nesting levels and kMaxMimeParts
-//   parts per message; a multipart or message/rfc822 part beyond them is
-//   kept as an opaque application/octet-stream leaf, further parts of a
-//   multipart are skipped. Parsing never throws on any input; recursion depth
-//   is bounded by kMaxMimeDepth.
+//   message/rfc822 inside multipart/digest; a Content-Type that is not
+//   type/subtype is text/plain. Content-* fields are honoured without
+//   MIME-Version. A multipart or message part at depth kMaxMimeDepth is
+//   sent as an opaque application/octet-stream leaf.
 // - Sizes and line counts are of the octets as sent: every bare LF counts as
 //   CRLF, because section_text() converts bare LF to CRLF on the way out.
 //   Lines = number of LFs in the body (the last line before a delimiter has
-//   none), as Dovecot counts.
+//   none), as Dovecot counts (mail::Part::body_lines).
 // - Section numbers (RFC 3501 §6.4.5): a non-multipart message has only part
 //   1 (its body); the parts of a message/rfc822 part are those of the
 //   message it holds; anything else (e.g. 1.1 below a text/plain part 1)
@@ -48,23 +46,16 @@
 //   always a list.
 // - ENVELOPE: Date, Subject, In-Reply-To, Message-ID from the first field of
 //   that name, raw and unfolded; From/Sender/Reply-To/To/Cc/Bcc from all
-//   fields of that name (joined); Sender and Reply-To fall back to From;
-//   display names unquoted with encoded words kept; route always NIL; groups
-//   as (NIL NIL "name" NIL) ... (NIL NIL NIL NIL); an address without a
-//   domain gets host "MISSING_DOMAIN", words without an address
-//   "MISSING_MAILBOX"/"MISSING_DOMAIN" (Dovecot's markers, so that no host
-//   is NIL outside group syntax).
+//   fields of that name (joined) through mail::parse_address_list; Sender
+//   and Reply-To fall back to From; the obsolete route as written; groups as
+//   (NIL NIL "name" NIL) ... (NIL NIL NIL NIL); a missing local part or
+//   domain is sent as "MISSING_MAILBOX" / "MISSING_DOMAIN" (Dovecot's
+//   markers, so that no host is NIL outside group syntax).
 // - Strings are quoted when 7-bit printable and at most 1024 octets,
 //   otherwise sent as a literal {n}CRLF; absent values are NIL.
-// - Charsets, RFC 2047 words, base64 and quoted-printable come from the mail
-//   library (Postern::mail, postern/mail/charset.hpp and codec.hpp): iconv with
-//   the WHATWG label choices; an unknown charset leaves the octets as they are.
-//   The MIME structure walk and the BODYSTRUCTURE parameter forms stay here:
-//   they are what Dovecot's output was matched against (docs/mail-library.md).
 // - Cost: FETCH FLAGS, UID, INTERNALDATE and RFC822.SIZE need no parse; the
 //   protocol side calls parse() only for ENVELOPE, BODY, BODYSTRUCTURE,
-//   BODY[...] and SEARCH keys that needs_message(). parse + BODYSTRUCTURE of
-//   a 10 MB message with one attachment: ~9 ms; 10 MB in 2400 parts: ~31 ms.
+//   BODY[...] and SEARCH keys that needs_message().
 // - Thread safety: a ParsedMessage is immutable after parse(); all functions
 //   are reentrant.
 
@@ -75,10 +66,13 @@
 #include <string_view>
 #include <vector>
 
+#include <postern/mail/mime.hpp>
+
 namespace postern::imap {
 
-/** One MIME part (RFC 2045): offsets are into the raw message. */
+/** IMAP's view of one MIME part (RFC 2045), made from a mail::Part: offsets are into the raw message. */
 struct MimePart {
+  size_t index = 0;         // of the mail::Part in ParsedMessage::mime().parts()
   size_t header_begin = 0;  // first octet of the part's header block
   size_t header_end = 0;    // one past the blank line that ends it (== body_begin)
   size_t body_begin = 0;
@@ -107,14 +101,18 @@ struct MimePart {
 inline constexpr int kMaxMimeDepth = 100;
 inline constexpr size_t kMaxMimeParts = 10000;
 
-/** A parsed message. Keeps a copy of (or shares) the raw octets. */
+/** A parsed message: the mail library's Message and IMAP's view of its parts. */
 class ParsedMessage {
  public:
   /** Parses `raw` (CRLF or bare LF; never fails: malformed MIME degrades to text/plain). */
   static std::shared_ptr<const ParsedMessage> parse(std::shared_ptr<const std::string> raw);
 
-  const std::string& raw() const { return *raw_; }
+  std::string_view raw() const { return mime_.raw(); }
   const MimePart& root() const { return root_; }
+  /** The library's parse (header fields of every part, decoded bodies). */
+  const mail::Message& mime() const { return mime_; }
+  /** The header fields of `p` (with the lines that are no field, see DESIGN). */
+  const std::vector<mail::Header>& headers(const MimePart& p) const { return mime_.parts()[p.index].headers; }
 
   /** The part at an IMAP section number ("1.2" -> {1,2}); nullptr when there is none. */
   const MimePart* part(const std::vector<uint32_t>& path) const;
@@ -130,7 +128,7 @@ class ParsedMessage {
   std::string_view body(const MimePart& p) const;
 
   MimePart root_;
-  std::shared_ptr<const std::string> raw_;
+  mail::Message mime_;
 };
 
 /** FETCH ENVELOPE: the parenthesised list, RFC 3501 §7.4.2 (NIL, quoting and literals as needed). */
@@ -150,6 +148,8 @@ struct Section {
  * not exist yields an empty string (RFC 3501: "", not an error).
  */
 std::string section_text(const ParsedMessage& m, const Section& s);
+/** Whether the part `path` (an IMAP part number, {} = the message) exists in `m`. */
+bool section_exists(const ParsedMessage& m, const std::vector<uint32_t>& path);
 
 /** RFC 3501 date-time "dd-Mon-yyyy hh:mm:ss +zzzz" of `epoch_seconds` in UTC (INTERNALDATE). */
 std::string format_internal_date(int64_t epoch_seconds);
@@ -157,16 +157,6 @@ std::string format_internal_date(int64_t epoch_seconds);
 std::optional<int64_t> parse_internal_date(std::string_view text);
 /** Parses a SEARCH date "1-Feb-1994" to the epoch second of its 00:00 UTC; nullopt if malformed. */
 std::optional<int64_t> parse_search_date(std::string_view text);
-
-/** One header field of a header block: `name` as written, `raw` the whole field (folded, with its line end). */
-struct HeaderField {
-  std::string_view name;
-  std::string_view raw;
-  /** The value: after the colon, unfolded, surrounding whitespace removed. */
-  std::string value() const;
-};
-/** The fields of a header block, in order. A line without a colon is a field with that whole line as name. */
-std::vector<HeaderField> header_fields(std::string_view block);
 
 /** `s` with every bare LF turned into CRLF. */
 std::string to_crlf(std::string_view s);
@@ -177,10 +167,6 @@ void append_utf8(std::string& out, uint32_t cp);
 
 /** Converts `bytes` in `charset` to UTF-8; returns false (and leaves `out` = bytes) when the charset is unknown. */
 bool charset_to_utf8(std::string_view bytes, std::string_view charset, std::string& out);
-/** A header value with RFC 2047 encoded words decoded to UTF-8 (mail::decode_rfc2047). */
-std::string decode_header_value(std::string_view value);
-/** Undoes a Content-Transfer-Encoding (base64, quoted-printable; others unchanged). */
-std::string decode_transfer_encoding(std::string_view body, std::string_view encoding);
 /** A part's body as UTF-8 text: transfer encoding undone, charset converted where known. */
 std::string decoded_text(const ParsedMessage& m, const MimePart& p);
 

@@ -104,10 +104,10 @@ class Evaluator {
     const ParsedMessage* m = message();
     if (m == nullptr) return false;
     std::string folded_needle = fold_case(needle);
-    for (const HeaderField& f : header_fields(m->header_block(m->root()))) {
+    for (const mail::Header& f : m->headers(m->root())) {
       if (!iequals(f.name, name)) continue;
       if (folded_needle.empty()) return true;  // RFC 3501: HEADER name "" matches any message with the field
-      if (fold_case(decode_header_value(f.value())).find(folded_needle) != std::string::npos) return true;
+      if (fold_case(f.value).find(folded_needle) != std::string::npos) return true;
     }
     return false;
   }
@@ -117,7 +117,7 @@ class Evaluator {
     if (m == nullptr) return false;
     if (!header_text_) {
       std::string text;
-      append_header_text(text, m->header_block(m->root()));
+      append_header_text(text, m->headers(m->root()));
       append_mime_headers(text, *m, m->root());
       header_text_ = fold_case(text);
     }
@@ -135,11 +135,11 @@ class Evaluator {
     return body_text_->find(fold_case(needle)) != std::string::npos;
   }
 
-  static void append_header_text(std::string& out, std::string_view block) {
-    for (const HeaderField& f : header_fields(block)) {
+  static void append_header_text(std::string& out, const std::vector<mail::Header>& headers) {
+    for (const mail::Header& f : headers) {
       out.append(f.name);
       out += ": ";
-      out += decode_header_value(f.value());
+      out += f.value;
       out += '\n';
     }
   }
@@ -147,7 +147,7 @@ class Evaluator {
   // The MIME headers of the parts below `p` (TEXT covers the whole message's text, RFC 3501 §6.4.4).
   static void append_mime_headers(std::string& out, const ParsedMessage& m, const MimePart& p) {
     for (const MimePart& c : p.children) {
-      if (!p.is_message()) append_header_text(out, m.header_block(c));  // a message's header is in BODY text
+      if (!p.is_message()) append_header_text(out, m.headers(c));  // a message's header is in BODY text
       append_mime_headers(out, m, c);
     }
   }
@@ -158,7 +158,7 @@ class Evaluator {
     if (p.is_multipart()) {
       for (const MimePart& c : p.children) append_body_text(out, m, c);
     } else if (p.is_message() && !p.children.empty()) {
-      append_header_text(out, m.header_block(p.children[0]));
+      append_header_text(out, m.headers(p.children[0]));
       append_body_text(out, m, p.children[0]);
     } else if (p.type == "text" || p.type == "message") {
       out += decoded_text(m, p);

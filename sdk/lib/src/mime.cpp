@@ -3,10 +3,13 @@
 // no recursion, so no input can exhaust the call stack.
 #include "postern/mail/mime.hpp"
 
+#include "postern/mail/address.hpp"
 #include "postern/mail/ascii.hpp"
 
 #include <algorithm>
 #include <cstring>
+#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -18,42 +21,17 @@ namespace {
 
 std::string lower(std::string_view s) { return to_lower(s); }
 
-// Skips whitespace and RFC 5322 §3.2.2 comments, which MIME allows between tokens
-// (RFC 2045 §5.1). Nesting is counted, not recursed.
-size_t skip_cfws(std::string_view s, size_t i) {
-  while (i < s.size()) {
-    const char c = s[i];
-    if (is_wsp(c) || c == '\r' || c == '\n') {
-      ++i;
-    } else if (c == '(') {
-      size_t depth = 0;
-      while (i < s.size()) {
-        const char d = s[i];
-        if (d == '\\') {
-          i += 2;
-          continue;
-        }
-        ++i;
-        if (d == '(') ++depth;
-        if (d == ')' && --depth == 0) break;
-      }
-    } else {
-      break;
-    }
-  }
-  return std::min(i, s.size());
-}
-
-// RFC 2045 §5.1 token: printable ASCII without space and tspecials.
-bool is_token_char(char c) {
+// RFC 2045 §5.1 token: printable ASCII without space and tspecials. The strict readings
+// (Dovecot's) also take 8-bit octets into a token.
+bool is_token_char(char c, bool allow_8bit) {
   const auto u = static_cast<unsigned char>(c);
-  if (u <= 0x20 || u >= 0x7F) return false;
+  if (u <= 0x20 || u == 0x7F || (u > 0x7F && !allow_8bit)) return false;
   return std::string_view("()<>@,;:\\\"/[]?=").find(c) == std::string_view::npos;
 }
 
-std::string_view read_token(std::string_view s, size_t& i) {
+std::string_view read_token(std::string_view s, size_t& i, bool allow_8bit = false) {
   const size_t begin = i;
-  while (i < s.size() && is_token_char(s[i])) ++i;
+  while (i < s.size() && is_token_char(s[i], allow_8bit)) ++i;
   return s.substr(begin, i - begin);
 }
 
@@ -77,21 +55,6 @@ std::string percent_decode(std::string_view s) {
   return out;
 }
 
-// Splits an RFC 2231 §4 extended value "charset'language'octets" into its charset and
-// octets; without both quotes the whole value is octets in an unnamed charset.
-std::pair<std::string_view, std::string_view> split_extended(std::string_view v) {
-  const size_t q1 = v.find('\'');
-  if (q1 == std::string_view::npos) return {{}, v};
-  const size_t q2 = v.find('\'', q1 + 1);
-  if (q2 == std::string_view::npos) return {{}, v};
-  return {v.substr(0, q1), v.substr(q2 + 1)};
-}
-
-std::string decode_extended(std::string_view charset, std::string bytes) {
-  if (charset.empty()) return bytes;
-  return to_utf8(bytes, charset);
-}
-
 std::string_view find_param(const std::vector<std::pair<std::string, std::string>>& params,
                             std::string_view name) {
   for (const auto& [n, v] : params) {
@@ -100,10 +63,11 @@ std::string_view find_param(const std::vector<std::pair<std::string, std::string
   return {};
 }
 
-std::string boundary_of(const ContentType& ct) {
-  // RFC 2046 §5.1.1: a boundary never ends in a space, so trailing blanks are noise.
+std::string boundary_of(const ContentType& ct, bool exact) {
+  // RFC 2046 §5.1.1: a boundary never ends in a space, so trailing blanks are noise
+  // (MessageOptions::exact_boundaries keeps them, as Dovecot does).
   std::string_view b = find_param(ct.params, "boundary");
-  while (!b.empty() && (is_wsp(b.back()) || b.back() == '\r' || b.back() == '\n')) b.remove_suffix(1);
+  while (!exact && !b.empty() && (is_wsp(b.back()) || b.back() == '\r' || b.back() == '\n')) b.remove_suffix(1);
   return std::string(b);
 }
 
@@ -149,8 +113,9 @@ bool field_start(std::string_view text, size_t& name_end, size_t& colon) {
 enum class Delimiter { None, Part, Close };
 
 // RFC 2046 §5.1.1: "--" boundary, "--" again for the close delimiter, then only
-// transport padding (whitespace) up to the line end.
-Delimiter match_delimiter(std::string_view text, std::string_view boundary) {
+// transport padding (whitespace) up to the line end. With exact (Dovecot's reading) a
+// close delimiter may be followed by anything.
+Delimiter match_delimiter(std::string_view text, std::string_view boundary, bool exact) {
   if (boundary.empty() || text.size() < boundary.size() + 2 || text[0] != '-' || text[1] != '-') {
     return Delimiter::None;
   }
@@ -158,6 +123,7 @@ Delimiter match_delimiter(std::string_view text, std::string_view boundary) {
   std::string_view rest = text.substr(boundary.size() + 2);
   Delimiter kind = Delimiter::Part;
   if (rest.size() >= 2 && rest[0] == '-' && rest[1] == '-') {
+    if (exact) return Delimiter::Close;
     kind = Delimiter::Close;
     rest.remove_prefix(2);
   }
@@ -180,147 +146,258 @@ bool Part::is_message() const {
          (content_type.subtype == "rfc822" || content_type.subtype == "global");
 }
 
-std::vector<std::pair<std::string, std::string>> parse_params(std::string_view s) {
-  struct RawParam {
-    std::string name;
-    std::string value;
-  };
-  std::vector<RawParam> raw;
+namespace {
+
+// One parameter as written: the name lower-case, the value with its quoted-pairs still in.
+struct LexedParam {
+  std::string name;
+  std::string value;
+  bool quoted = false;
+};
+
+// Where a parameter list is read (RFC 2045 §5.1: *(";" parameter)). Strict is the reading
+// of Dovecot that IMAP BODYSTRUCTURE is compared with: each parameter needs its ';' and an
+// unquoted value ends at a comment. Lenient also takes a parameter after plain whitespace
+// and drops only a comment that ends the value ("charset=us-ascii (Plain text)").
+std::vector<LexedParam> lex_params(std::string_view s, bool strict) {
+  std::vector<LexedParam> out;
   size_t i = 0;
+  bool first = true;
   while (i < s.size()) {
-    while (i < s.size()) {
-      const size_t after = skip_cfws(s, i);
-      if (after < s.size() && s[after] == ';') {
-        i = after + 1;
-      } else {
-        i = after;
-        break;
-      }
-    }
+    i = skip_cfws(s, i);
     if (i >= s.size()) break;
-    const size_t name_begin = i;
-    while (i < s.size() && s[i] != '=' && s[i] != ';') ++i;
-    const std::string name = lower(trim(s.substr(name_begin, i - name_begin)));
-    if (i >= s.size() || s[i] == ';') continue;  // an attribute without a value says nothing
-    ++i;
-    while (i < s.size() && (is_wsp(s[i]) || s[i] == '\r' || s[i] == '\n')) ++i;
-    std::string value;
-    if (i < s.size() && s[i] == '"') {
+    if (s[i] == ';') {
       ++i;
-      while (i < s.size()) {
-        const char c = s[i];
-        // RFC 5322 quoted-pair; other backslashes are kept, as in Windows paths that
-        // clients send unescaped.
-        if (c == '\\' && i + 1 < s.size() && (s[i + 1] == '"' || s[i + 1] == '\\')) {
-          value += s[i + 1];
-          i += 2;
-          continue;
+    } else if (strict || !first) {
+      // Junk between parameters: skip to the next ';'.
+      while (i < s.size() && s[i] != ';') {
+        if (s[i] == '"') {
+          ++i;
+          while (i < s.size() && s[i] != '"') i += (s[i] == '\\' && i + 1 < s.size()) ? 2 : 1;
         }
-        ++i;
-        if (c == '"') break;
-        value += c;
+        if (i < s.size()) ++i;
       }
-      while (i < s.size() && s[i] != ';') ++i;
+      continue;
+    }
+    first = false;
+    i = skip_cfws(s, i);
+    std::string name = lower(read_token(s, i, strict));
+    i = skip_cfws(s, i);
+    if (name.empty() || i >= s.size() || s[i] != '=') continue;
+    i = skip_cfws(s, i + 1);
+    LexedParam p;
+    p.name = std::move(name);
+    if (i < s.size() && s[i] == '"') {
+      p.quoted = true;
+      ++i;
+      while (i < s.size() && s[i] != '"') {
+        if (s[i] == '\\' && i + 1 < s.size()) p.value += s[i++];
+        if (s[i] != '\r' && s[i] != '\n') p.value += s[i];
+        ++i;
+      }
+      if (i < s.size()) ++i;
     } else {
-      const size_t value_begin = i;
+      // Unquoted values with tspecials or spaces (boundary=----=_Part_1, name=a b.pdf)
+      // are taken up to the ';'.
+      const size_t begin = i;
       while (i < s.size() && s[i] != ';') ++i;
-      std::string_view v = trim(s.substr(value_begin, i - value_begin));
-      // "charset=us-ascii (Plain text)": a trailing comment is not part of the value.
-      if (!v.empty() && v.back() == ')') {
+      std::string_view v = trim(s.substr(begin, i - begin));
+      if (strict) {
+        for (size_t k = 1; k < v.size(); ++k) {
+          if (v[k] == '(' && is_wsp(v[k - 1])) {
+            v = trim(v.substr(0, k));
+            break;
+          }
+        }
+      } else if (!v.empty() && v.back() == ')') {
         const size_t open = v.rfind('(');
         if (open != std::string_view::npos && open > 0 && is_wsp(v[open - 1])) v = trim(v.substr(0, open));
       }
-      value = std::string(v);
+      p.value = std::string(v);
     }
-    if (name.empty()) continue;
-    raw.push_back({name, std::move(value)});
+    out.push_back(std::move(p));
   }
+  return out;
+}
 
-  struct Segment {
-    unsigned long index;
-    bool encoded;
-    std::string value;
-  };
+// The content of a quoted string: RFC 5322 quoted-pairs undone. all_pairs = false undoes
+// only \" and \\ and keeps other backslashes, as in the Windows paths clients send unescaped.
+std::string unescape(const LexedParam& p, bool all_pairs) {
+  if (!p.quoted) return p.value;
+  std::string out;
+  out.reserve(p.value.size());
+  for (size_t i = 0; i < p.value.size(); ++i) {
+    if (p.value[i] == '\\' && i + 1 < p.value.size() &&
+        (all_pairs || p.value[i + 1] == '"' || p.value[i + 1] == '\\')) {
+      ++i;
+    }
+    out += p.value[i];
+  }
+  return out;
+}
+
+// RFC 2231 §3-4: name*=ext-value, name*0=, name*1*=ext-octets ... joined per name. A name
+// whose section 0 is missing keeps its plain value; a gap in the numbers ends the value.
+std::vector<RawParam> merge_params(const std::vector<LexedParam>& lexed, bool all_pairs) {
   struct Group {
     std::string name;
     bool has_plain = false;
     std::string plain;
-    bool has_extended = false;
-    std::string extended;
-    std::vector<Segment> segments;
+    std::map<unsigned, std::pair<bool, std::string>> sections;  // number -> (extended, value)
   };
   std::vector<Group> groups;
   std::unordered_map<std::string, size_t> by_name;
   auto group = [&](const std::string& name) -> Group& {
     auto [it, inserted] = by_name.try_emplace(name, groups.size());
-    if (inserted) groups.push_back(Group{name, false, {}, false, {}, {}});
+    if (inserted) groups.push_back(Group{name, false, {}, {}});
     return groups[it->second];
   };
-
-  for (RawParam& p : raw) {
-    // RFC 2231 §3-4: name*=ext-value, name*0=, name*1*=ext-octets ...
+  for (const LexedParam& p : lexed) {
     const size_t star = p.name.find('*');
-    if (star != std::string::npos && star > 0) {
-      const std::string base = p.name.substr(0, star);
-      std::string_view rest = std::string_view(p.name).substr(star + 1);
-      if (rest.empty()) {
-        Group& g = group(base);
-        if (!g.has_extended) {
-          g.has_extended = true;
-          g.extended = std::move(p.value);
-        }
-        continue;
+    if (star == std::string::npos) {
+      Group& g = group(p.name);
+      if (!g.has_plain) {
+        g.has_plain = true;
+        g.plain = unescape(p, all_pairs);
       }
-      const bool encoded = rest.back() == '*';
-      if (encoded) rest.remove_suffix(1);
-      const bool numeric = !rest.empty() && rest.size() <= 9 &&
-                           std::all_of(rest.begin(), rest.end(), [](char c) { return c >= '0' && c <= '9'; });
-      if (numeric) {
-        group(base).segments.push_back({std::stoul(std::string(rest)), encoded, std::move(p.value)});
+      continue;
+    }
+    std::string_view rest = std::string_view(p.name).substr(star + 1);
+    bool extended = false;
+    unsigned number = 0;
+    if (rest.empty()) {
+      extended = true;  // name*=charset'lang'value
+    } else {
+      size_t digits = 0;
+      while (digits < rest.size() && digits < 6 && rest[digits] >= '0' && rest[digits] <= '9') {
+        number = number * 10 + static_cast<unsigned>(rest[digits] - '0');
+        ++digits;
+      }
+      if (digits == 0) continue;
+      const std::string_view tail = rest.substr(digits);
+      if (tail == "*") {
+        extended = true;
+      } else if (!tail.empty()) {
         continue;
       }
     }
-    Group& g = group(p.name);
-    if (!g.has_plain) {
-      g.has_plain = true;
-      g.plain = std::move(p.value);
-    }
+    group(p.name.substr(0, star)).sections.emplace(number, std::make_pair(extended, unescape(p, all_pairs)));
   }
 
-  std::vector<std::pair<std::string, std::string>> out;
+  std::vector<RawParam> out;
   out.reserve(groups.size());
   for (Group& g : groups) {
-    std::string value;
-    if (!g.segments.empty()) {
-      std::stable_sort(g.segments.begin(), g.segments.end(),
-                       [](const Segment& a, const Segment& b) { return a.index < b.index; });
-      std::string charset;
-      std::string bytes;
-      for (size_t k = 0; k < g.segments.size(); ++k) {
-        const Segment& seg = g.segments[k];
-        if (k > 0 && seg.index == g.segments[k - 1].index) continue;  // a repeated section
-        std::string_view v = seg.value;
-        if (k == 0 && seg.encoded) {
-          auto [cs, octets] = split_extended(v);
-          charset = std::string(cs);
-          v = octets;
-        }
-        bytes += seg.encoded ? percent_decode(v) : std::string(v);
-      }
-      value = decode_extended(charset, std::move(bytes));
-    } else if (g.has_extended) {
-      auto [cs, octets] = split_extended(g.extended);
-      value = decode_extended(cs, percent_decode(octets));
-    } else {
-      // Clients put RFC 2047 words in quoted values although §5 forbids it; the boundary
-      // is compared octet for octet and must stay as written.
-      value = (g.name != "boundary" && g.plain.find("=?") != std::string::npos)
-                  ? decode_rfc2047(g.plain)
-                  : std::move(g.plain);
+    RawParam r;
+    r.name = g.name;
+    if (g.sections.empty() || g.sections.count(0) == 0) {
+      if (!g.has_plain) continue;
+      r.value = std::move(g.plain);
+      out.push_back(std::move(r));
+      continue;
     }
-    out.emplace_back(std::move(g.name), std::move(value));
+    std::string written;  // the extended form, plain sections percent-encoded
+    unsigned expect = 0;
+    for (const auto& [number, section] : g.sections) {
+      if (number != expect) break;
+      ++expect;
+      std::string_view v = section.second;
+      if (section.first) {
+        if (number == 0) {
+          const size_t q1 = v.find('\'');
+          const size_t q2 = q1 == std::string_view::npos ? q1 : v.find('\'', q1 + 1);
+          if (q2 != std::string_view::npos) {
+            r.charset = std::string(v.substr(0, q1));
+            r.language = std::string(v.substr(q1 + 1, q2 - q1 - 1));
+            written = std::string(v.substr(0, q2 + 1));
+            v = v.substr(q2 + 1);
+          }
+        }
+        r.extended = true;
+        r.octets += percent_decode(v);
+        written += v;
+      } else {
+        r.octets += v;
+        // RFC 2231 §7 attribute-char: what is not one is sent as %XX.
+        for (const char c : v) {
+          const auto u = static_cast<unsigned char>(c);
+          if (u < 0x21 || u > 0x7E || std::string_view("*'%()<>@,;:\\\"/[]?=").find(c) != std::string_view::npos) {
+            static constexpr char kHex[] = "0123456789ABCDEF";
+            written += '%';
+            written += kHex[u >> 4];
+            written += kHex[u & 15];
+          } else {
+            written += c;
+          }
+        }
+      }
+    }
+    if (r.extended) {
+      if (written.find('\'') == std::string::npos) written = "''" + written;
+      r.value = std::move(written);
+    } else {
+      r.value = r.octets;  // plain numbered sections only: the joined value
+    }
+    out.push_back(std::move(r));
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> parse_params(std::string_view s) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (RawParam& r : merge_params(lex_params(s, false), false)) {
+    std::string value;
+    if (r.extended) {
+      value = r.charset.empty() ? std::move(r.octets) : to_utf8(r.octets, r.charset);
+    } else if (r.name != "boundary" && r.value.find("=?") != std::string::npos) {
+      // Clients put RFC 2047 words in quoted values although §5 forbids it; the boundary
+      // is compared octet for octet and must stay as written.
+      value = decode_rfc2047(r.value);
+    } else {
+      value = std::move(r.value);
+    }
+    out.emplace_back(std::move(r.name), std::move(value));
+  }
+  return out;
+}
+
+std::vector<RawParam> parse_raw_params(std::string_view s) { return merge_params(lex_params(s, true), true); }
+
+RawDisposition parse_raw_disposition(std::string_view value) {
+  RawDisposition d;
+  size_t i = skip_cfws(value, 0);
+  d.type = lower(read_token(value, i, true));
+  if (!d.type.empty()) d.params = parse_raw_params(value.substr(i));
+  return d;
+}
+
+std::vector<std::string> parse_content_language(std::string_view v) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < v.size()) {
+    const size_t before = i;
+    i = skip_cfws(v, i);
+    const size_t begin = i;
+    while (i < v.size() && v[i] != ',' && v[i] != '(' && !is_wsp(v[i]) && v[i] != '\r' && v[i] != '\n') ++i;
+    if (i > begin) out.emplace_back(v.substr(begin, i - begin));
+    i = skip_cfws(v, i);
+    if (i < v.size() && (v[i] == ',' || i == before)) ++i;
+  }
+  return out;
+}
+
+std::optional<MediaType> parse_media_type(std::string_view value) {
+  size_t i = skip_cfws(value, 0);
+  MediaType mt;
+  mt.type = lower(read_token(value, i, true));
+  i = skip_cfws(value, i);
+  if (i >= value.size() || value[i] != '/') return std::nullopt;
+  i = skip_cfws(value, i + 1);
+  mt.subtype = lower(read_token(value, i, true));
+  if (mt.type.empty() || mt.subtype.empty()) return std::nullopt;
+  mt.params = parse_raw_params(value.substr(i));
+  return mt;
 }
 
 ContentType parse_content_type(std::string_view value) {
@@ -356,7 +433,7 @@ ContentType parse_content_type(std::string_view value) {
 /** Builds a Message from raw octets; the one place that knows the parse state. */
 class Parser {
  public:
-  Parser(std::string raw, MessageLimits limits) : limits_(limits) {
+  Parser(std::string raw, MessageLimits limits, MessageOptions options) : limits_(limits), options_(options) {
     msg_.raw_ = std::move(raw);
     raw_ = msg_.raw_;
   }
@@ -388,7 +465,8 @@ class Parser {
     bool digest_child = false;  // RFC 2046 §5.1.5: default type message/rfc822
     // While in Headers: the field being read (it may continue on folded lines).
     bool pending = false;
-    size_t pending_begin = 0, pending_name_end = 0, pending_colon = 0, pending_end = 0;
+    size_t pending_begin = 0, pending_name_end = 0, pending_colon = 0, pending_end = 0, pending_next = 0;
+    bool pending_junk = false;  // a line that is no field, kept (MessageOptions)
     size_t header_bytes = 0;
     bool seen_content_type = false;
     // The multipart boundary (first from the header, active once the body starts).
@@ -406,7 +484,7 @@ class Parser {
     if (text.size() >= 2 && text[0] == '-' && text[1] == '-') {
       for (size_t k = stack_.size(); k-- > 0;) {
         if (!stack_[k].boundary_active) continue;
-        const Delimiter d = match_delimiter(text, stack_[k].boundary);
+        const Delimiter d = match_delimiter(text, stack_[k].boundary, options_.exact_boundaries);
         if (d != Delimiter::None) {
           on_delimiter(k, d, line);
           return true;
@@ -435,6 +513,7 @@ class Parser {
     if (is_wsp(text[0])) {
       if (f.pending) {
         f.pending_end = line.content_end;  // RFC 5322 §2.2.3 folding
+        f.pending_next = line.next;
         f.header_bytes += line_bytes;
         return true;
       }
@@ -448,18 +527,41 @@ class Parser {
           return true;
         }
         f.pending = true;
+        f.pending_junk = false;
         f.pending_begin = line.begin;
         f.pending_name_end = line.begin + name_end;
         f.pending_colon = line.begin + colon;
         f.pending_end = line.content_end;
+        f.pending_next = line.next;
         f.header_bytes += line_bytes;
         return true;
       }
     }
     // Not a header line.
     finish_pending(f);
+    if (options_.keep_junk_header_lines) {
+      f.header_bytes += line_bytes;
+      if (trim(text).empty()) return true;  // whitespace only: nothing to keep
+      if (total_headers_ >= limits_.max_headers) {
+        msg_.truncated_ = true;
+        begin_body(line.begin, lf_, false);
+        return true;
+      }
+      // Kept as a field named by what precedes its first colon (Dovecot's reading).
+      const size_t colon = text.find(':');
+      size_t name_end = colon == std::string_view::npos ? text.size() : colon;
+      while (name_end > 0 && is_wsp(text[name_end - 1])) --name_end;
+      f.pending = true;
+      f.pending_junk = true;
+      f.pending_begin = line.begin;
+      f.pending_name_end = line.begin + name_end;
+      f.pending_colon = colon == std::string_view::npos ? line.content_end : line.begin + colon;
+      f.pending_end = line.content_end;
+      f.pending_next = line.next;
+      return true;
+    }
     // The part's own first delimiter with the blank line left out: the body starts here.
-    if (match_delimiter(text, f.boundary) != Delimiter::None) {
+    if (match_delimiter(text, f.boundary, options_.exact_boundaries) != Delimiter::None) {
       begin_body(line.begin, lf_, true);
       return false;
     }
@@ -483,14 +585,18 @@ class Parser {
     f.pending = false;
     Header h;
     h.name = std::string(raw_.substr(f.pending_begin, f.pending_name_end - f.pending_begin));
-    h.raw_value = std::string(raw_.substr(f.pending_colon + 1, f.pending_end - f.pending_colon - 1));
+    if (f.pending_junk) h.name = std::string(trim(h.name));
+    const size_t value_begin = std::min(f.pending_colon + 1, f.pending_end);
+    h.raw_value = std::string(raw_.substr(value_begin, f.pending_end - value_begin));
+    h.raw_offset = f.pending_begin;
+    h.raw_length = f.pending_next - f.pending_begin;
     const std::string unfolded = unfold(h.raw_value);
     h.value = decode_rfc2047(trim(unfolded));
     ++total_headers_;
     if (!f.seen_content_type && iequals(h.name, "content-type")) {
       f.seen_content_type = true;
       const ContentType ct = parse_content_type(unfolded);
-      if (ct.type == "multipart") f.boundary = boundary_of(ct);
+      if (ct.type == "multipart") f.boundary = boundary_of(ct, options_.exact_boundaries);
     }
     msg_.parts_[f.part].headers.push_back(std::move(h));
   }
@@ -512,7 +618,7 @@ class Parser {
     if (!may_descend) return;
     const Part& p = msg_.parts_[index];
     if (p.is_multipart()) {
-      std::string boundary = boundary_of(p.content_type);
+      std::string boundary = boundary_of(p.content_type, options_.exact_boundaries);
       if (boundary.empty()) return;  // no boundary: one opaque body
       if (p.depth >= limits_.max_depth) {
         msg_.truncated_ = true;
@@ -522,7 +628,7 @@ class Parser {
       f.state = State::Multipart;
       f.boundary = std::move(boundary);
       f.boundary_active = true;
-    } else if (p.is_message() && identity_encoding(p.transfer_encoding)) {
+    } else if (p.is_message() && (identity_encoding(p.transfer_encoding) || options_.parse_encoded_messages)) {
       // RFC 2046 §5.2.1: only 7bit, 8bit or binary message bodies are parsed; an encoded
       // one has no raw offsets to give.
       if (p.depth >= limits_.max_depth || msg_.parts_.size() >= limits_.max_parts) {
@@ -538,12 +644,19 @@ class Parser {
   }
 
   void on_delimiter(size_t k, Delimiter d, const Line& line) {
-    // RFC 2046 §5.1.1: the line end before a delimiter is part of the delimiter.
+    // RFC 2046 §5.1.1: the line end before a delimiter is part of the delimiter, when it
+    // is a line end of the content the delimiter closes. The line end of the blank line
+    // that ends a header, of a header line, or of a delimiter line right before stays
+    // where it is (Dovecot and Cyrus count it so in BODYSTRUCTURE).
     size_t end = line.begin;
-    if (end > 0 && raw_[end - 1] == '\n') {
+    const Frame& top = stack_.back();
+    const bool own_line_end = top.state != State::Headers && line.begin != msg_.parts_[top.part].body_offset &&
+                              line.begin != after_delimiter_;
+    if (own_line_end && end > 0 && raw_[end - 1] == '\n') {
       --end;
       if (end > 0 && raw_[end - 1] == '\r') --end;
     }
+    after_delimiter_ = line.next;
     while (stack_.size() > k + 1) close_top(end);
     Frame& mp = stack_[k];
     if (d == Delimiter::Close) {
@@ -584,7 +697,7 @@ class Parser {
       // A message part cut off after its header still encapsulates an (empty) message,
       // which IMAP BODYSTRUCTURE has to describe.
       const Part& q = msg_.parts_[index];
-      if (q.is_message() && identity_encoding(q.transfer_encoding)) {
+      if (q.is_message() && (identity_encoding(q.transfer_encoding) || options_.parse_encoded_messages)) {
         if (q.depth >= limits_.max_depth || msg_.parts_.size() >= limits_.max_parts) {
           msg_.truncated_ = true;
         } else {
@@ -689,18 +802,20 @@ class Parser {
   }
 
   MessageLimits limits_;
+  MessageOptions options_;
   Message msg_{Message::Unparsed{}};
   std::string_view raw_;
   std::vector<Frame> stack_;
   size_t total_headers_ = 0;
+  size_t after_delimiter_ = static_cast<size_t>(-1);  // the line after the last delimiter line
   size_t pos_ = 0;  // start of the current line
   size_t lf_ = 0;   // line feeds in raw_[0, pos_)
 };
 
 Message::Message() : Message(parse(std::string())) {}
 
-Message Message::parse(std::string raw, Limits limits) {
-  return Parser(std::move(raw), limits).run();
+Message Message::parse(std::string raw, Limits limits, Options options) {
+  return Parser(std::move(raw), limits, options).run();
 }
 
 std::optional<std::string_view> Message::header(std::string_view name, size_t nth) const {

@@ -455,7 +455,8 @@ TEST(MimeParserTest, HandlesBoundaryEdgeCases) {
       {"inner boundary extends the outer one",
        "Content-Type: multipart/mixed; boundary=ab\n\n--ab\nContent-Type: multipart/mixed; boundary=abc\n\n"
        "--abc\n\ninner\n--abc--\n--ab\n\nsecond\n--ab--\n",
-       {"--abc\n\ninner\n--abc--", "inner", "second"}},
+       // The line end after "--abc--" is that delimiter line's own, not the next one's.
+       {"--abc\n\ninner\n--abc--\n", "inner", "second"}},
       {"outer delimiter closes an unfinished inner multipart",
        "Content-Type: multipart/mixed; boundary=o\n\n--o\nContent-Type: multipart/mixed; boundary=i\n\n"
        "--i\n\ninner\n--o\n\nafter\n--o--\n",
@@ -474,19 +475,20 @@ TEST(MimeParserTest, HandlesBoundaryEdgeCases) {
   }
 }
 
-TEST(MimeParserTest, GivesTheBlankLineBeforeADelimiterToTheDelimiter) {
-  // Found by fuzzing: the blank line ending a header is also the line end that belongs to
-  // the next delimiter, so the part ends before it and stays inside its parent.
+TEST(MimeParserTest, KeepsTheBlankLineThatEndsAHeaderBeforeADelimiter) {
+  // Found by fuzzing: the blank line ending a header is also the line before the next
+  // delimiter. It stays the header's (Dovecot counts it so) and the part stays inside
+  // its parent.
   const std::string raw =
       "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: message/rfc822\n\n--b\n"
       "Content-Type: multipart/mixed; boundary=c\n\n--b--\n";
   const Message m = parse_checked(raw);
   ASSERT_EQ(m.parts().size(), 4u);
-  EXPECT_EQ(raw_of(m, 1), "Content-Type: message/rfc822\n");
+  EXPECT_EQ(raw_of(m, 1), "Content-Type: message/rfc822\n\n");
   EXPECT_EQ(m.parts()[1].header_length, m.parts()[1].raw_length);
   EXPECT_EQ(m.parts()[2].section, "1");
   EXPECT_EQ(m.parts()[2].raw_length, 0u);
-  EXPECT_EQ(raw_of(m, 3), "Content-Type: multipart/mixed; boundary=c\n");
+  EXPECT_EQ(raw_of(m, 3), "Content-Type: multipart/mixed; boundary=c\n\n");
   EXPECT_TRUE(m.parts()[3].children.empty());
 }
 
@@ -703,6 +705,153 @@ TEST(MimeParserTest, SurvivesHostileInputs) {
     const Message m = parse_checked(input);
     for (size_t i = 0; i < m.parts().size(); ++i) (void)m.decoded_body(i);
   }
+}
+
+}  // namespace
+}  // namespace postern::mail
+
+namespace postern::mail {
+namespace {
+
+std::string show(const std::vector<RawParam>& params) {
+  std::string out;
+  for (const RawParam& p : params) {
+    if (!out.empty()) out += "; ";
+    out += p.name + (p.extended ? "*=" : "=") + p.value;
+    if (p.extended) out += " [" + p.charset + "|" + p.language + "|" + p.octets + "]";
+  }
+  return out;
+}
+
+TEST(MimeParserTest, ReadsRawParametersTheStrictWay) {
+  struct Case {
+    std::string input;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {"; charset=\"UTF-8\"; format=flowed", "charset=UTF-8; format=flowed"},
+      // Every quoted-pair is undone (RFC 5322 §3.2.4), as Dovecot reads it.
+      {"; filename=\"C:\\temp\\x.txt\"", "filename=C:tempx.txt"},
+      // Each parameter needs its ';'.
+      {" charset=utf-8", ""},
+      {"; name=a (1) b.pdf", "name=a"},
+      // RFC 2047 words are not decoded here.
+      {"; name=\"=?UTF-8?B?w6QudHh0?=\"", "name==?UTF-8?B?w6QudHh0?="},
+      // RFC 2231: sections joined, the written form kept, plain sections percent-encoded.
+      {"; name*0*=UTF-8''%E2%82%AC%20rates; name*1=\".txt\"",
+       "name*=UTF-8''%E2%82%AC%20rates.txt [UTF-8||\xE2\x82\xAC rates.txt]"},
+      {"; name*0*=UTF-8''a; name*1=\"b c\"", "name*=UTF-8''ab%20c [UTF-8||ab c]"},
+      {"; title*=us-ascii'en'plain%20ascii", "title*=us-ascii'en'plain%20ascii [us-ascii|en|plain ascii]"},
+      {"; title*=''x%41", "title*=''x%41 [||xA]"},
+      {"; title*=x%41", "title*=''x%41 [||xA]"},
+      // A gap ends the value; without section 0 the plain value stays.
+      {"; name*1=\"b\"; name*0=\"a\"; name*3=\"gap\"", "name=ab"},
+      {"; name=plain; name*1=x", "name=plain"},
+      {"; junk here; x=1", "x=1"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.input);
+    EXPECT_EQ(show(parse_raw_params(c.input)), c.expected);
+  }
+}
+
+TEST(MimeParserTest, ReadsMediaTypesDispositionsAndLanguagesStrictly) {
+  auto mt = parse_media_type(" Text / HTML ; charset=utf-8");
+  ASSERT_TRUE(mt);
+  EXPECT_EQ(mt->type + "/" + mt->subtype, "text/html");
+  EXPECT_EQ(show(mt->params), "charset=utf-8");
+  EXPECT_FALSE(parse_media_type("text"));
+  EXPECT_FALSE(parse_media_type("multipart; boundary=x"));
+  EXPECT_FALSE(parse_media_type("garbage"));
+  EXPECT_FALSE(parse_media_type("/plain"));
+
+  const RawDisposition d = parse_raw_disposition("Attachment; filename*=iso-8859-1'fr'caf%E9.txt; size=3");
+  EXPECT_EQ(d.type, "attachment");
+  EXPECT_EQ(show(d.params), "filename*=iso-8859-1'fr'caf%E9.txt [iso-8859-1|fr|caf\xE9.txt]; size=3");
+  EXPECT_TRUE(parse_raw_disposition("; filename=x").params.empty());
+
+  EXPECT_EQ(parse_content_language("en, de (German)"), (std::vector<std::string>{"en", "de"}));
+  EXPECT_EQ(parse_content_language(" (c) fr-CA"), (std::vector<std::string>{"fr-CA"}));
+  EXPECT_TRUE(parse_content_language("").empty());
+}
+
+TEST(MimeParserTest, GivesEachHeaderFieldItsRawRange) {
+  const std::string raw = "Subject: a\r\n folded\r\nTo: b@example.org\nX: last";
+  const Message m = parse_checked(raw);
+  ASSERT_EQ(m.headers().size(), 3u);
+  auto range = [&](size_t i) {
+    return std::string(m.raw().substr(m.headers()[i].raw_offset, m.headers()[i].raw_length));
+  };
+  EXPECT_EQ(range(0), "Subject: a\r\n folded\r\n");
+  EXPECT_EQ(range(1), "To: b@example.org\n");
+  EXPECT_EQ(range(2), "X: last");
+}
+
+TEST(MimeParserTest, KeepsJunkHeaderLinesWhenAsked) {
+  const std::string raw =
+      "From x@example.org Mon Dec  7 10:00:00 2026\nFrom: x@example.org\nno colon here\n  folded junk\n"
+      "Subject: after junk\nanother junk line\nand one more\n\nbody\n";
+  Message::Options options;
+  options.keep_junk_header_lines = true;
+  const Message m = Message::parse(raw, {}, options);
+  expect_invariants(m);
+  std::vector<std::string> names;
+  for (const Header& h : m.headers()) names.push_back(h.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"From x@example.org Mon Dec  7 10", "From", "no colon here", "Subject",
+                                             "another junk line", "and one more"}));
+  EXPECT_EQ(m.header("Subject"), "after junk");
+  EXPECT_EQ(body_of(m, 0), "body\n");
+  EXPECT_EQ(m.raw().substr(m.headers()[2].raw_offset, m.headers()[2].raw_length), "no colon here\n  folded junk\n");
+
+  // The default reading: the mbox line is skipped, and the first junk line that no field
+  // follows starts the body (as if the blank line had been left out).
+  const Message lenient = parse_checked(raw);
+  EXPECT_EQ(lenient.headers().size(), 1u);
+}
+
+TEST(MimeParserTest, ParsesEncodedMessagePartsWhenAsked) {
+  const std::string raw =
+      "Content-Type: multipart/mixed; boundary=z\n\n--z\nContent-Type: message/rfc822\n"
+      "Content-Transfer-Encoding: base64\n\nRnJvbTogYg==\n--z--\n";
+  EXPECT_TRUE(parse_checked(raw).parts()[1].children.empty());
+  Message::Options options;
+  options.parse_encoded_messages = true;
+  const Message m = Message::parse(raw, {}, options);
+  expect_invariants(m);
+  ASSERT_EQ(m.parts()[1].children.size(), 1u);
+  EXPECT_EQ(m.parts()[2].section, "1");
+}
+
+TEST(MimeParserTest, UsesBoundariesAsWrittenWhenAsked) {
+  const std::string raw =
+      "Content-Type: multipart/mixed; boundary=\"sp \"\n\n--sp \n\none\n--sp\t\n\ntwo\n--sp --junk after\nepilogue\n";
+  // Default: the trailing space of the boundary is dropped, "--sp\t" is a delimiter and
+  // "--sp --junk after" is none.
+  const Message lenient = parse_checked(raw);
+  ASSERT_EQ(lenient.parts().size(), 3u);
+  EXPECT_EQ(body_of(lenient, 1), "one");
+  Message::Options options;
+  options.exact_boundaries = true;
+  const Message exact = Message::parse(raw, {}, options);
+  expect_invariants(exact);
+  ASSERT_EQ(exact.parts().size(), 2u);
+  EXPECT_EQ(body_of(exact, 1), "one\n--sp\t\n\ntwo");
+}
+
+TEST(MimeParserTest, LeavesADelimiterLineEndToThePartBeforeTheNextDelimiter) {
+  // "--in--\n--out--": the line end after the inner close delimiter is that line's own;
+  // the inner multipart (part 1) ends after it, as Dovecot and Cyrus count its size.
+  const std::string raw =
+      "Content-Type: multipart/mixed; boundary=out\n\n--out\nContent-Type: multipart/mixed; boundary=in\n\n"
+      "--in\n\nx\n--in--\n--out--\n";
+  const Message m = parse_checked(raw);
+  ASSERT_EQ(m.parts().size(), 3u);
+  EXPECT_EQ(body_of(m, 1), "--in\n\nx\n--in--\n");
+  EXPECT_EQ(body_of(m, 2), "x");
+  // A part whose header block is cut by a delimiter keeps its last line end.
+  const Message cut = parse_checked("Content-Type: multipart/mixed; boundary=b\n\n--b\nX: y\n--b--\n");
+  ASSERT_EQ(cut.parts().size(), 2u);
+  EXPECT_EQ(raw_of(cut, 1), "X: y\n");
 }
 
 }  // namespace

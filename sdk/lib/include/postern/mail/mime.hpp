@@ -29,6 +29,8 @@ struct Header {
   std::string raw_value;
   /** Unfolded, leading/trailing WSP trimmed, RFC 2047 encoded-words decoded to UTF-8. */
   std::string value;
+  /** The whole field in Message::raw(): from its name to its last line end, included. */
+  size_t raw_offset = 0, raw_length = 0;
 };
 
 /** A parsed Content-Type (or, with type/subtype unused, Content-Disposition parameters). */
@@ -125,6 +127,31 @@ struct MessageLimits {
   size_t max_header_bytes = 1 << 20;
 };
 
+/** Readings of malformed input where mail readers differ; the defaults suit content filters. */
+struct MessageOptions {
+  /**
+   * Dovecot's reading of a header block, which IMAP clients compare BODYSTRUCTURE with: a
+   * line that is no header field stays in the block as a Header (name: the line up to its
+   * first colon, or the whole line, trimmed; raw_value: the rest), folded lines after it
+   * included, and only a blank line or a delimiter ends the block. Default (false): such
+   * a line is skipped when a field follows it, otherwise the body starts there.
+   */
+  bool keep_junk_header_lines = false;
+  /**
+   * Parse a message/rfc822 body in base64 or quoted-printable (forbidden by RFC 2046
+   * §5.2.1) as a nested message all the same, as Dovecot does: IMAP BODYSTRUCTURE must
+   * describe an encapsulated message for every message/rfc822 part (RFC 3501 §7.4.2
+   * body-type-msg). Default (false): such a body stays a leaf.
+   */
+  bool parse_encoded_messages = false;
+  /**
+   * Dovecot's boundaries: a boundary parameter is used as written, trailing whitespace
+   * included (RFC 2046 §5.1.1 forbids it; by default it is dropped), and a close
+   * delimiter may be followed by anything, not only by whitespace.
+   */
+  bool exact_boundaries = false;
+};
+
 /**
  * A parsed message: owns the raw octets and the flat part list that indexes them.
  * Cheap to move; parts hold offsets, never pointers into the buffer.
@@ -132,6 +159,7 @@ struct MessageLimits {
 class Message {
  public:
   using Limits = MessageLimits;
+  using Options = MessageOptions;
 
   /** An empty message, the same as parse(""): one text/plain root part, no headers. */
   Message();
@@ -143,9 +171,10 @@ class Message {
    * @param raw the message, taken over by the result.
    * @param limits bounds on parts, depth and header volume; the content past a limit is
    *        kept as an opaque body and truncated() is set.
+   * @param options readings of malformed input (MessageOptions).
    * @return the parsed message; never fails. Throws only std::bad_alloc.
    */
-  static Message parse(std::string raw, Limits limits = {});
+  static Message parse(std::string raw, Limits limits = {}, Options options = {});
 
   /** @return the raw octets every offset refers to. */
   std::string_view raw() const { return raw_; }
@@ -204,5 +233,75 @@ ContentType parse_content_type(std::string_view value);
  * @return (lower-case name, decoded value) pairs in first-appearance order, names unique.
  */
 std::vector<std::pair<std::string, std::string>> parse_params(std::string_view after_semicolon);
+
+/**
+ * A MIME parameter with its RFC 2231 sections joined but nothing decoded: the form IMAP
+ * BODYSTRUCTURE sends (RFC 3501 §7.4.2; a value that is not ASCII once decoded keeps the
+ * extended form, as Dovecot sends it).
+ */
+struct RawParam {
+  /** Lower-case name without the RFC 2231 '*' suffixes. */
+  std::string name;
+  /** Whether any section was extended (name*= or name*N*=): value is then an ext-value. */
+  bool extended = false;
+  /**
+   * Plain: the value, quoted-pairs undone. Extended: charset'language'%XX... as written,
+   * sections joined, plain sections percent-encoded ("''" put in front when section 0
+   * named no charset).
+   */
+  std::string value;
+  /** Extended: the charset and language of section 0, as written ("" when absent). */
+  std::string charset, language;
+  /** Extended: the octets of the value (percent-decoding undone), in `charset`. */
+  std::string octets;
+};
+
+/**
+ * Reads MIME parameters the strict way of RFC 2045 §5.1, as Dovecot does (what IMAP
+ * BODYSTRUCTURE is compared with): every parameter after its ';' (anything else up to the
+ * next ';' is skipped), an unquoted value up to the ';' less a comment, quoted-pairs
+ * undone. RFC 2231 sections are joined from section 0 up to the first gap; the first of
+ * two same-numbered sections wins; a name without section 0 keeps its plain value.
+ * @param params the text after the media type (or the disposition type).
+ * @return the parameters in first-appearance order, names unique.
+ */
+std::vector<RawParam> parse_raw_params(std::string_view params);
+
+/** A Content-Type read strictly: type, subtype and raw parameters. */
+struct MediaType {
+  /** Lower-case type and subtype. */
+  std::string type, subtype;
+  std::vector<RawParam> params;
+};
+
+/**
+ * Reads a Content-Type value the strict way (RFC 2045 §5.1: type "/" subtype, then
+ * parse_raw_params), for IMAP BODYSTRUCTURE.
+ * @param value the unfolded field value.
+ * @return nullopt when the value is not type "/" subtype (RFC 2045 §5.2 then means
+ *         text/plain; charset=us-ascii).
+ */
+std::optional<MediaType> parse_media_type(std::string_view value);
+
+/** A Content-Disposition read strictly (RFC 2183 §2), for IMAP BODYSTRUCTURE. */
+struct RawDisposition {
+  /** Lower-case disposition type; "" when the value starts with no token. */
+  std::string type;
+  /** parse_raw_params of what follows the type; empty when the type is. */
+  std::vector<RawParam> params;
+};
+
+/**
+ * Reads a Content-Disposition value: type, then parse_raw_params.
+ * @param value the unfolded field value.
+ */
+RawDisposition parse_raw_disposition(std::string_view value);
+
+/**
+ * Reads a Content-Language value (RFC 3282: 1#Language-tag, comments allowed).
+ * @param value the unfolded field value.
+ * @return the tags as written, in order.
+ */
+std::vector<std::string> parse_content_language(std::string_view value);
 
 }  // namespace postern::mail
