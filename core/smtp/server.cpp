@@ -999,6 +999,8 @@ class Session : public std::enable_shared_from_this<Session> {
     ev_txn_ = event::Transaction{};
     ev_txn_.queue_id = srv_->spool.new_queue_id();
     ev_txn_.mail_from = from;
+    ev_txn_.smtputf8 = t.smtputf8;
+    ev_txn_.max_message_size = cfg_->max_message_size;
     auto ev = make_event(line);
     auto o = co_await run_stage(event::Stage::MailFrom, ev);
     if (outcome_reply(o)) {
@@ -1307,6 +1309,16 @@ class Session : public std::enable_shared_from_this<Session> {
     co_return true;
   }
 
+  /** A hook's sender change (ABI 1.3, milter CHGFROM) on the envelope to spool. */
+  void apply_sender_change(const event::SenderChange& c, queue::Envelope& env) const {
+    log::info("smtp", "qid={} sender <{}> changed to <{}> by {}", env.queue_id, env.mail_from, c.address, c.plugin);
+    env.mail_from = c.address;
+    if (c.envid) env.envid = *c.envid;
+    if (c.ret) env.ret = *c.ret;
+    if (c.body) env.body = *c.body == "8BITMIME" ? queue::BodyType::EightBitMime : queue::BodyType::SevenBit;
+    if (c.smtputf8) env.smtputf8 = true;
+  }
+
   void log_outcome(uint64_t size, std::string_view outcome) {
     log::info("smtp", "qid={} peer={} from=<{}> rcpts={} size={} outcome={}", ev_txn_.queue_id, info_.peer_ip,
               txn_.mail_from, txn_.rcpts.size(), size, outcome);
@@ -1415,11 +1427,19 @@ class Session : public std::enable_shared_from_this<Session> {
     env.auth_user = info_.auth_user;
     env.body = txn_.body;
     env.smtputf8 = txn_.smtputf8;
+    if (ev_txn_.sender_change) apply_sender_change(*ev_txn_.sender_change, env);
     if (env.recipients.empty()) {
       ++messages_;
       log_outcome(size, "discarded-no-recipients");
       reply(250, "2.0.0", fmt::format("Ok: queued as {}", ev_txn_.queue_id));
       co_return;
+    }
+    // ABI 1.3 body replacement first (the header section stays, milter's
+    // REPLBODY), then the header edits on that header section.
+    if (ev_txn_.body_replacement) {
+      log::info("smtp", "qid={} body replaced by {} ({} octets)", env.queue_id, ev_txn_.body_replaced_by,
+                ev_txn_.body_replacement->size());
+      full = replace_body(full, *ev_txn_.body_replacement);
     }
     std::string final_message = ev_txn_.header_edits.empty() ? std::move(full)
                                                                : apply_header_edits(full, ev_txn_.header_edits);
