@@ -75,7 +75,9 @@ TEST_P(HostSenderChangeTest, ChecksTheReversePathAndParameters) {
   BusEvent e(event::Stage::DataEnd);
   EXPECT_EQ(host_api()->event_mail_from_set(&e.ev, S(c.address), S(c.args)), c.expected) << c.address << " " << c.args;
   EXPECT_EQ(e.txn.sender_change.has_value(), c.expected == POSTERN_OK);
-  if (c.expected != POSTERN_OK) EXPECT_EQ(e.txn.mail_from, std::optional<std::string>("alice@example.org"));
+  if (c.expected != POSTERN_OK) {
+    EXPECT_EQ(e.txn.mail_from, std::optional<std::string>("alice@example.org"));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -1424,8 +1424,8 @@ typedef struct postern_host_api_v1 {
    * header edits still apply to it. `body` is the new body as octets in its
    * final transfer encoding (no dot-stuffing); CRLF or bare LF line ends
    * (bare LF becomes CRLF, a missing final line end is added); a NUL or a
-   * bare CR is INVALID; header section plus body may not exceed the
-   * listener's max-message-size. An empty body is allowed. The last
+   * bare CR is INVALID; the body (with its line ends normalized) may not
+   * exceed the listener's max-message-size. An empty body is allowed. The last
    * replacement of a transaction wins. The plugin keeps the headers
    * consistent with the new body (Content-Type, Content-Transfer-Encoding:
    * change them with event_header_change; 8-bit octets need BODY=8BITMIME,
