@@ -33,7 +33,11 @@
  *
  * Rules enforced as posternd enforces them: subscribe only during on_init and
  * only for declared stages (set_declared_stages()); header edits only at
- * mail_from..data_end; recipient edits only at data_end; one event_defer per
+ * mail_from..data_end; recipient, sender and body edits (ABI 1.3) only at
+ * data_end, with posternd's checks (FakeResult::sender_change(),
+ * replaced_body()); enum values a plugin passes (stage, log level, DNS type,
+ * property, flag op, expunge mode) and on_hook's verdict are read as
+ * integers and range-checked; one event_defer per
  * hook call; no deferral of observer events; first completion wins, later ones
  * return POSTERN_ERR_UNAVAILABLE and are counted in late_completions().
  *
