@@ -14,7 +14,9 @@ Steps:
      local accounts and the mailbox store, and a verdict service (a Python TCP
      server on loopback): the plugin's outbound connection answers and its
      pending data_end hook adds X-Probe-Verdict (or "unavailable (...)" when
-     the service closes without answering); mail to the watched address
+     the service closes without answering); a "defang" answer makes the
+     pending hook replace the body and change the envelope sender (the stored
+     copy shows the new body and Return-Path); mail to the watched address
      makes it inject a notice that lands in a mailbox; an imaplib UID MOVE
      INBOX -> Archive raises a `moved` event; `posternctl probe stats --json`
      (its admin command) shows the stored and moved events it counted
@@ -317,6 +319,7 @@ class SdkInstallTest(unittest.TestCase):
         self.assertEqual(typ, "OK", data)
         stored = data[0][1].decode("utf-8", "replace")
         head, _, body = stored.partition("\r\n\r\n")
+        head += "\r\n"  # each field with its line end
         self.assertTrue(head.startswith("Return-Path: <quarantine-bounces@{}>\r\n".format(domain)), head)
         self.assertEqual(head.count("Return-Path:"), 1, head)
         self.assertIn("Subject: defang me\r\n", head)
@@ -358,11 +361,11 @@ class SdkInstallTest(unittest.TestCase):
             time.sleep(0.1)
         self.assertIn(moved, stats["moved"], stats)
         sys.stderr.write("probe stats: {}\n".format(json.dumps(stats)))
-        # Stored: alice's two messages, probe-notify's message and the notice, each in an INBOX.
-        self.assertEqual(stats["events"]["stored"], 4, stats)
-        self.assertEqual(stats["stored"], [{"folder": "INBOX", "messages": 4}], stats)
+        # Stored: alice's three messages, probe-notify's message and the notice, each in an INBOX.
+        self.assertEqual(stats["events"]["stored"], 5, stats)
+        self.assertEqual(stats["stored"], [{"folder": "INBOX", "messages": 5}], stats)
         self.assertEqual(stats["events"]["moved"], 1, stats)
-        self.assertEqual(stats["verdicts"], {"answered": 2, "unavailable": 1}, stats)
+        self.assertEqual(stats["verdicts"], {"answered": 3, "unavailable": 1}, stats)
         self.assertEqual(stats["notices"], {"queued": 1, "failed": 0}, stats)
         # Without --json posternctl prints the plugin's text form.
         text = subprocess.run([str(posternctl), "--config", d.config_path, "probe", "stats"],
