@@ -69,11 +69,28 @@ void apply_pending_edits(HookAnswer& a, EventData& ev) {
   std::move(a.header_edits.begin(), a.header_edits.end(), std::back_inserter(t.header_edits));
   std::move(a.recipients_added.begin(), a.recipients_added.end(), std::back_inserter(t.recipients_added));
   std::move(a.recipients_removed.begin(), a.recipients_removed.end(), std::back_inserter(t.recipients_removed));
+  if (a.sender_change) {
+    t.mail_from = a.sender_change->address;  // later hooks read the new sender
+    t.sender_change = std::move(a.sender_change);
+  }
+  if (a.body_replacement) {
+    t.body_replacement = std::move(a.body_replacement);
+    t.body_replaced_by = std::move(a.body_replaced_by);
+  }
 }
 
 // Turns a hook's answer into the stage's outcome; `decided` false means next hook.
 Outcome apply_answer(const HookSlot& slot, Stage stage, HookAnswer& a, EventData& ev, bool& decided) {
   for (Symbol& s : a.symbols) plugin::add_symbol(ev, std::move(s));
+  // The verdict came from the plugin as an integer (on_hook's return value or
+  // pending_complete's result): a value outside postern_verdict_t is a plugin
+  // fault, handled like a failed hook, and its edits are dropped.
+  if (a.verdict > POSTERN_VERDICT_QUARANTINE && (a.flags & POSTERN_RESULT_ERROR) == 0) {
+    log::error("bus", "plugin={} stage={} returned verdict {}, which is not a postern_verdict_t", slot.plugin->name(),
+               stage_name(stage), a.verdict);
+    a.flags |= POSTERN_RESULT_ERROR;
+    a.text = "invalid verdict " + std::to_string(a.verdict);
+  }
   apply_pending_edits(a, ev);
   decided = false;
   if ((a.flags & POSTERN_RESULT_ERROR) != 0) {
@@ -81,10 +98,6 @@ Outcome apply_answer(const HookSlot& slot, Stage stage, HookAnswer& a, EventData
     return failure_outcome(slot, stage, a.text.empty() ? "hook reported an error" : a.text, decided);
   }
   if (a.verdict == POSTERN_VERDICT_CONTINUE || is_observer(stage)) return {};
-  if (a.verdict > POSTERN_VERDICT_QUARANTINE) {
-    ++bus_stats().hook_failures;
-    return failure_outcome(slot, stage, "invalid verdict", decided);
-  }
   Outcome o;
   o.verdict = static_cast<Verdict>(a.verdict);
   o.disconnect = (a.flags & POSTERN_RESULT_DISCONNECT) != 0;
@@ -99,14 +112,14 @@ Outcome apply_answer(const HookSlot& slot, Stage stage, HookAnswer& a, EventData
   return o;
 }
 
-postern_verdict_t call_hook(const HookSlot& slot, Stage stage, EventData& ev, postern_event& pev,
+uint32_t call_hook(const HookSlot& slot, Stage stage, EventData& ev, postern_event& pev,
                             postern_hook_result_t& res) {
   pev.data = &ev;
   pev.stage = stage;
   pev.plugin = slot.plugin;
   res.struct_size = sizeof res;
   ++bus_stats().hooks_called;
-  return slot.plugin->call(static_cast<postern_stage_t>(stage), &pev, &res);
+  return slot.plugin->call(static_cast<uint32_t>(stage), &pev, &res);
 }
 
 }  // namespace
@@ -140,7 +153,7 @@ Outcome Chain::run_sync(Stage stage, EventData& ev) const {
     if (ev.skips(slot.plugin->name())) continue;
     postern_event pev;
     postern_hook_result_t res{};
-    const postern_verdict_t v = call_hook(slot, stage, ev, pev, res);
+    const uint32_t v = call_hook(slot, stage, ev, pev, res);
     if (v == POSTERN_VERDICT_PENDING) {
       // No strand to wait on here: treat like a hook that cannot answer.
       if (pev.pending) pev.pending->abandon();
@@ -169,7 +182,7 @@ boost::asio::awaitable<Outcome> Chain::run(Stage stage, EventData& ev) const {
     if (ev.skips(slot.plugin->name())) continue;
     postern_event pev;
     postern_hook_result_t res{};
-    const postern_verdict_t v = call_hook(slot, stage, ev, pev, res);
+    const uint32_t v = call_hook(slot, stage, ev, pev, res);
 
     HookAnswer answer;
     if (v == POSTERN_VERDICT_PENDING) {

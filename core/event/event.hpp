@@ -91,6 +91,20 @@ struct HeaderEdit {
   bool prepend = true; // Add: at the top (like trace headers) or at the bottom
 };
 
+/**
+ * A hook's change of the envelope sender (ABI 1.3 event_mail_from_set,
+ * milter's CHGFROM): the new reverse-path and the MAIL parameters it named
+ * (unset ones keep the transaction's). Validated by the host API.
+ */
+struct SenderChange {
+  std::string address;                // without <>; "" is the null sender
+  std::optional<std::string> envid;   // RFC 3461 ENVID, xtext as given
+  std::optional<std::string> ret;     // "FULL" or "HDRS"
+  std::optional<std::string> body;    // "7BIT" or "8BITMIME"
+  bool smtputf8 = false;              // SMTPUTF8 named (it can only be turned on)
+  std::string plugin;                 // who changed it, for the log
+};
+
 /** Facts about the connection, filled by the engine that owns it. */
 struct SessionInfo {
   std::string session_id;
@@ -125,6 +139,14 @@ struct Transaction {
   std::vector<HeaderEdit> header_edits;
   std::vector<std::string> recipients_added;
   std::vector<std::string> recipients_removed;
+  /** ABI 1.3 edits at data_end (last one wins), applied when the message is spooled. */
+  std::optional<SenderChange> sender_change;
+  std::optional<std::string> body_replacement;  // CRLF line ends, ends with CRLF (or empty)
+  std::string body_replaced_by;                 // the plugin, for the log
+  /** Set by the engine: SMTPUTF8 in effect (a new sender may be UTF-8) and the
+   *  listener's max-message-size (0: none), which a replaced body must keep. */
+  bool smtputf8 = false;
+  uint64_t max_message_size = 0;
 
   void add_symbol(Symbol symbol) {
     score += symbol.weight;

@@ -11,6 +11,7 @@
 #include "core/log/log.hpp"
 #include "core/mime/mime.hpp"
 #include "core/scheduler/scheduler.hpp"
+#include "core/smtp/address.hpp"
 #include "postern/mail/ascii.hpp"
 
 #include <boost/asio/dispatch.hpp>
@@ -20,6 +21,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 
 /** The opaque postern_message_t. */
@@ -83,7 +85,7 @@ void deliver_dns(const DnsCall& call, const dns::Answer& a) {
 
 // --- registration, config, environment ---------------------------------------
 
-postern_status_t subscribe(postern_host_t* host, postern_stage_t stage) {
+postern_status_t subscribe(postern_host_t* host, uint32_t stage) {
   LoadedPlugin* p = plugin_of(host);
   return p != nullptr ? p->subscribe(stage) : POSTERN_ERR_INVALID;
 }
@@ -138,11 +140,18 @@ int64_t now_ms(postern_host_t* host) {
   LoadedPlugin* p = plugin_of(host);
   return p != nullptr && p->services().now_ms ? p->services().now_ms() : 0;
 }
-void log_line(postern_host_t* host, postern_log_level_t level, postern_str_t message) {
+void log_line(postern_host_t* host, uint32_t level, postern_str_t message) {
   LoadedPlugin* p = plugin_of(host);
-  const auto lvl = static_cast<log::Level>(std::clamp<int>(level, POSTERN_LOG_TRACE, POSTERN_LOG_ERROR));
+  const std::string_view who = p != nullptr ? p->name() : std::string_view{"plugin"};
+  // The level arrives as an integer (ABI 1.3 contract fix): an unknown one is
+  // the plugin's fault, and the line is kept, loudly, rather than lost.
+  if (level > POSTERN_LOG_ERROR) {
+    log::write(log::Level::Error, who, fmt::format("invalid log level {}: {}", level, sv(message)));
+    return;
+  }
+  const auto lvl = static_cast<log::Level>(level);
   if (!log::enabled(lvl)) return;
-  log::write(lvl, p != nullptr ? p->name() : std::string_view{"plugin"}, sv(message));
+  log::write(lvl, who, sv(message));
 }
 
 // --- asynchronous services ---------------------------------------------------
@@ -214,10 +223,15 @@ void timer_cancel(postern_host_t* host, uint64_t id) {
   boost::asio::post(state->timer.get_executor(), [state] { state->timer.cancel(); });
 }
 
-postern_status_t dns_query(postern_host_t* host, postern_str_t name, postern_dns_type_t type, uint32_t timeout_ms,
+postern_status_t dns_query(postern_host_t* host, postern_str_t name, uint32_t type, uint32_t timeout_ms,
                            postern_dns_cb cb, void* user) {
   LoadedPlugin* p = plugin_of(host);
   if (p == nullptr || cb == nullptr) return POSTERN_ERR_INVALID;
+  // An RR type is 16 bits (RFC 1035 §3.2.2); 0 is reserved.
+  if (type == 0 || type > 0xFFFF) {
+    log::error("plugin", "name={} dns_query with invalid record type {}", p->name(), type);
+    return POSTERN_ERR_INVALID;
+  }
   if (p->services().resolver == nullptr) return POSTERN_ERR_UNAVAILABLE;
   auto call = std::make_shared<DnsCall>();
   call->cb = cb;
@@ -315,7 +329,7 @@ void cron_cancel(postern_host_t* host, uint64_t id) {
 
 // --- the event -----------------------------------------------------------------
 
-postern_status_t event_get(postern_event_t* ev, postern_property_t prop, postern_str_t* out) {
+postern_status_t event_get(postern_event_t* ev, uint32_t prop, postern_str_t* out) {
   if (ev == nullptr || ev->data == nullptr || out == nullptr) return POSTERN_ERR_INVALID;
   const event::EventData& d = *ev->data;
   const event::SessionInfo* s = d.session;
@@ -468,6 +482,111 @@ postern_status_t event_rcpt_remove(postern_event_t* ev, postern_str_t address) {
   return POSTERN_OK;
 }
 
+// --- sender and body edits (ABI 1.3) ----------------------------------------------
+// Milter's end-of-message actions (CHGFROM, REPLBODY): data_end only, where the
+// message is final and nothing is spooled yet. The checks are shared by the
+// synchronous and the pending path; the SMTP engine applies the result when
+// it spools the message (server.cpp).
+
+bool sender_body_edit_stage(Stage stage) { return stage == Stage::DataEnd; }
+
+// The new sender checked as MAIL FROM is (RFC 5321 §4.1.2 path, RFC 3461 /
+// RFC 6152 / RFC 6531 parameters); `utf8` when SMTPUTF8 is in effect already.
+postern_status_t make_sender_change(std::string_view address, std::string_view args, bool utf8,
+                                    std::string_view plugin, event::SenderChange& out) {
+  out = event::SenderChange{};
+  out.plugin = std::string(plugin);
+  const auto params = smtp::parse_params(args, true);
+  if (!params) return POSTERN_ERR_INVALID;
+  std::vector<std::string> seen;
+  for (const smtp::EsmtpParam& p : *params) {
+    if (std::find(seen.begin(), seen.end(), p.key) != seen.end()) return POSTERN_ERR_INVALID;
+    seen.push_back(p.key);
+    std::string v = p.value.value_or("");
+    for (char& c : v) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (p.key == "RET") {
+      if (v != "FULL" && v != "HDRS") return POSTERN_ERR_INVALID;
+      out.ret = v;
+    } else if (p.key == "BODY") {
+      if (v != "7BIT" && v != "8BITMIME") return POSTERN_ERR_INVALID;
+      out.body = v;
+    } else if (p.key == "ENVID") {
+      // RFC 3461 §4.4: xtext, at most 100 characters (kept as given, not upper-cased).
+      if (!p.value || p.value->size() > 100 || !smtp::is_valid_xtext(*p.value)) return POSTERN_ERR_INVALID;
+      out.envid = *p.value;
+    } else if (p.key == "SMTPUTF8") {
+      if (p.value) return POSTERN_ERR_INVALID;
+      out.smtputf8 = true;
+    } else if (p.key != "SIZE" && p.key != "AUTH") {
+      return POSTERN_ERR_INVALID;
+    }
+  }
+  if (address.empty()) return POSTERN_OK;  // the null reverse-path
+  if (address.size() > 254 || address.find_first_of("<> \t\r\n") != std::string_view::npos) return POSTERN_ERR_INVALID;
+  const std::string path = "<" + std::string(address) + ">";
+  std::string_view rest;
+  const smtp::PathResult r = smtp::parse_path(path, false, utf8 || out.smtputf8, &rest);
+  if (r.status != smtp::PathStatus::Ok || r.had_source_route || !rest.empty()) return POSTERN_ERR_INVALID;
+  out.address = r.mailbox.str();
+  return POSTERN_OK;
+}
+
+// A replacement body: CRLF line ends (a bare LF becomes CRLF), ending with
+// CRLF unless empty; NUL and bare CR are refused, and so is a body above the
+// listener's size limit (0: none).
+postern_status_t make_body(postern_bytes_t body, uint64_t limit, std::string& out) {
+  if (body.ptr == nullptr && body.len != 0) return POSTERN_ERR_INVALID;
+  if (limit != 0 && body.len > limit) return POSTERN_ERR_INVALID;
+  const std::string_view in(reinterpret_cast<const char*>(body.ptr), body.len);
+  out.clear();
+  out.reserve(in.size() + in.size() / 32 + 2);
+  for (size_t i = 0; i < in.size(); ++i) {
+    const char c = in[i];
+    if (c == '\0') return POSTERN_ERR_INVALID;
+    if (c == '\r') {
+      if (i + 1 >= in.size() || in[i + 1] != '\n') return POSTERN_ERR_INVALID;  // a bare CR
+      out += "\r\n";
+      ++i;
+    } else if (c == '\n') {
+      out += "\r\n";
+    } else {
+      out += c;
+    }
+  }
+  if (!out.empty() && !out.ends_with("\r\n")) out += "\r\n";
+  if (limit != 0 && out.size() > limit) return POSTERN_ERR_INVALID;
+  return POSTERN_OK;
+}
+
+event::Transaction* sender_body_transaction(postern_event_t* ev) {
+  if (ev == nullptr || ev->data == nullptr || ev->data->transaction == nullptr) return nullptr;
+  return sender_body_edit_stage(ev->stage) ? ev->data->transaction : nullptr;
+}
+
+postern_status_t event_mail_from_set(postern_event_t* ev, postern_str_t address, postern_str_t esmtp_args) {
+  event::Transaction* t = sender_body_transaction(ev);
+  if (t == nullptr) return POSTERN_ERR_UNAVAILABLE;
+  event::SenderChange change;
+  const bool utf8 = t->smtputf8 || (t->sender_change && t->sender_change->smtputf8);
+  if (const postern_status_t st = make_sender_change(sv(address), sv(esmtp_args), utf8,
+                                                     ev->plugin != nullptr ? ev->plugin->name() : "", change);
+      st != POSTERN_OK)
+    return st;
+  t->mail_from = change.address;  // later hooks read the new sender (POSTERN_PROP_MAIL_FROM)
+  t->sender_change = std::move(change);
+  return POSTERN_OK;
+}
+
+postern_status_t event_body_replace(postern_event_t* ev, postern_bytes_t body) {
+  event::Transaction* t = sender_body_transaction(ev);
+  if (t == nullptr) return POSTERN_ERR_UNAVAILABLE;
+  std::string normalized;
+  if (const postern_status_t st = make_body(body, t->max_message_size, normalized); st != POSTERN_OK) return st;
+  t->body_replacement = std::move(normalized);
+  t->body_replaced_by = ev->plugin != nullptr ? ev->plugin->name() : "";
+  return POSTERN_OK;
+}
+
 postern_pending_t* event_defer(postern_event_t* ev) {
   if (ev == nullptr || event::is_observer(ev->stage)) return nullptr;
   if (ev->pending) return nullptr;  // one deferral per hook call
@@ -478,6 +597,9 @@ postern_pending_t* event_defer(postern_event_t* ev) {
   if (ev->data != nullptr && ev->data->transaction != nullptr) {
     handle->core->has_transaction = true;
     if (rcpt_edit_stage(ev->stage)) handle->core->recipients = ev->data->transaction->recipients;
+    const event::Transaction& t = *ev->data->transaction;
+    handle->core->smtputf8 = t.smtputf8 || (t.sender_change && t.sender_change->smtputf8);
+    handle->core->max_message_size = t.max_message_size;
   }
   ev->pending = handle->core;
   return handle;
@@ -590,6 +712,39 @@ postern_status_t pending_rcpt_remove(postern_pending_t* p, postern_str_t address
     return POSTERN_ERR_UNAVAILABLE;
   if (!has_recipient(core.recipients, sv(address))) return POSTERN_ERR_NOT_FOUND;
   core.recipients_removed.emplace_back(sv(address));
+  return POSTERN_OK;
+}
+
+postern_status_t pending_mail_from_set(postern_pending_t* p, postern_str_t address, postern_str_t esmtp_args) {
+  if (p == nullptr) return POSTERN_ERR_INVALID;
+  PendingCore& core = *p->core;
+  std::lock_guard lock(core.mutex);
+  if (core.state != PendingCore::State::Open || !core.has_transaction || !sender_body_edit_stage(core.stage))
+    return POSTERN_ERR_UNAVAILABLE;
+  event::SenderChange change;
+  const bool utf8 = core.smtputf8 || (core.sender_change && core.sender_change->smtputf8);
+  if (const postern_status_t st = make_sender_change(sv(address), sv(esmtp_args), utf8, core.plugin, change);
+      st != POSTERN_OK)
+    return st;
+  core.sender_change = std::move(change);
+  return POSTERN_OK;
+}
+postern_status_t pending_body_replace(postern_pending_t* p, postern_bytes_t body) {
+  if (p == nullptr) return POSTERN_ERR_INVALID;
+  PendingCore& core = *p->core;
+  uint64_t limit = 0;
+  {
+    std::lock_guard lock(core.mutex);
+    if (core.state != PendingCore::State::Open || !core.has_transaction || !sender_body_edit_stage(core.stage))
+      return POSTERN_ERR_UNAVAILABLE;
+    limit = core.max_message_size;
+  }
+  // The copy of a large body is made without holding the handle's mutex.
+  std::string normalized;
+  if (const postern_status_t st = make_body(body, limit, normalized); st != POSTERN_OK) return st;
+  std::lock_guard lock(core.mutex);
+  if (core.state != PendingCore::State::Open) return POSTERN_ERR_UNAVAILABLE;
+  core.body_replacement = std::move(normalized);
   return POSTERN_OK;
 }
 
@@ -752,6 +907,11 @@ const postern_host_api_v1_t kHostApi = {
     &abi13::stream_connect,
     &abi13::stream_connect_cancel,
     &abi13::inject,
+    // ABI 1.3: envelope sender and body edits
+    &event_mail_from_set,
+    &event_body_replace,
+    &pending_mail_from_set,
+    &pending_body_replace,
 };
 
 // Line numbers: pugixml gives offsets; the manifest's Diagnostics maps them.
@@ -821,6 +981,11 @@ bool PendingCore::complete(HookAnswer answer, bool counts_as_late_if_refused) {
   answer.header_edits = std::move(header_edits);
   answer.recipients_added = std::move(recipients_added);
   answer.recipients_removed = std::move(recipients_removed);
+  answer.sender_change = std::move(sender_change);
+  if (body_replacement) {
+    answer.body_replacement = std::move(body_replacement);
+    answer.body_replaced_by = plugin;
+  }
   if (!waiting) {
     early = std::move(answer);
     return true;

@@ -67,15 +67,6 @@ struct postern_folder_view {
 namespace postern::core::plugin::abi12 {
 namespace {
 
-// An enum argument from plugin code may hold any value: read its bits
-// without an enum-typed load (UBSan's -fsanitize=enum flags invalid ones).
-template <class E>
-uint32_t raw_enum(const E& e) {
-  std::underlying_type_t<E> v;
-  std::memcpy(&v, &e, sizeof v);
-  return static_cast<uint32_t>(v);
-}
-
 constexpr uint32_t kAllServices = POSTERN_SERVICE_SMTP | POSTERN_SERVICE_IMAP | POSTERN_SERVICE_POP3;
 constexpr std::string_view kComponent = "plugin";
 
@@ -542,7 +533,7 @@ postern_status_t mbox_read_message(postern_mailbox_t* mb, postern_str_t folder, 
 }
 
 postern_status_t mbox_store_flags(postern_mailbox_t* mb, postern_str_t folder, const uint32_t* uids, size_t uid_count,
-                                  postern_flag_op_t op, uint32_t flags, const postern_str_t* keywords,
+                                  uint32_t op, uint32_t flags, const postern_str_t* keywords,
                                   size_t keyword_count, int32_t has_unchanged_since, uint64_t unchanged_since,
                                   postern_mresult_t** out) {
   return guarded("mbox_store_flags", [&]() -> postern_status_t {
@@ -555,7 +546,7 @@ postern_status_t mbox_store_flags(postern_mailbox_t* mb, postern_str_t folder, c
     if (!keywords_ok(keywords, keyword_count)) return invalid("invalid keyword list");
     if ((flags & ~static_cast<uint32_t>(ms::kAllFlags)) != 0) return invalid("unknown flag bits");
     ms::FlagOp fop;
-    switch (raw_enum(op)) {
+    switch (op) {  // an integer from the plugin (postern_flag_op_t values)
       case POSTERN_FLAGS_REPLACE: fop = ms::FlagOp::Replace; break;
       case POSTERN_FLAGS_ADD: fop = ms::FlagOp::Add; break;
       case POSTERN_FLAGS_REMOVE: fop = ms::FlagOp::Remove; break;
@@ -576,7 +567,7 @@ postern_status_t mbox_store_flags(postern_mailbox_t* mb, postern_str_t folder, c
 }
 
 postern_status_t mbox_expunge(postern_mailbox_t* mb, postern_str_t folder, const uint32_t* uids, size_t uid_count,
-                              postern_expunge_mode_t mode, postern_mresult_t** out) {
+                              uint32_t mode, postern_mresult_t** out) {
   return guarded("mbox_expunge", [&]() -> postern_status_t {
     if (out == nullptr) return invalid("invalid out argument");
     *out = nullptr;
@@ -584,7 +575,7 @@ postern_status_t mbox_expunge(postern_mailbox_t* mb, postern_str_t folder, const
     const ms::ActingAs acting(mb->actor);  // names the plugin in the mailbox events this call raises
     if (bad_str(folder)) return invalid("invalid folder name argument");
     ms::Result<std::vector<uint32_t>> r = std::vector<uint32_t>{};
-    const uint32_t mode_value = raw_enum(mode);
+    const uint32_t mode_value = mode;  // postern_expunge_mode_t values
     switch (mode_value) {
       case POSTERN_EXPUNGE_LISTED:
       case POSTERN_EXPUNGE_LISTED_DELETED:

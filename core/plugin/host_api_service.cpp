@@ -52,7 +52,7 @@ postern_status_t stream_post(postern_stream_t* s, postern_task_cb fn, void* user
   return s != nullptr ? s->post(fn, user) : POSTERN_ERR_INVALID;
 }
 
-postern_status_t stream_get(postern_stream_t* s, postern_stream_prop_t prop, postern_str_t* out) {
+postern_status_t stream_get(postern_stream_t* s, uint32_t prop, postern_str_t* out) {
   return s != nullptr ? s->get(prop, out) : POSTERN_ERR_INVALID;
 }
 

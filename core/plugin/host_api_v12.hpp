@@ -23,7 +23,7 @@ postern_status_t stream_starttls(postern_stream_t* s);
 void stream_close(postern_stream_t* s);
 postern_status_t stream_set_idle_timeout(postern_stream_t* s, uint64_t timeout_ms);
 postern_status_t stream_post(postern_stream_t* s, postern_task_cb fn, void* user);
-postern_status_t stream_get(postern_stream_t* s, postern_stream_prop_t prop, postern_str_t* out);
+postern_status_t stream_get(postern_stream_t* s, uint32_t prop, postern_str_t* out);
 
 // --- directory and mailbox store (host_api_mailbox.cpp) ---
 postern_str_t last_error(postern_host_t* host);
@@ -46,11 +46,11 @@ postern_status_t mbox_changes_since(postern_mailbox_t* mb, postern_str_t name, u
                                     postern_mresult_t** out);
 postern_status_t mbox_read_message(postern_mailbox_t* mb, postern_str_t folder, uint32_t uid, postern_mresult_t** out);
 postern_status_t mbox_store_flags(postern_mailbox_t* mb, postern_str_t folder, const uint32_t* uids, size_t uid_count,
-                                  postern_flag_op_t op, uint32_t flags, const postern_str_t* keywords,
+                                  uint32_t op, uint32_t flags, const postern_str_t* keywords,
                                   size_t keyword_count, int32_t has_unchanged_since, uint64_t unchanged_since,
                                   postern_mresult_t** out);
 postern_status_t mbox_expunge(postern_mailbox_t* mb, postern_str_t folder, const uint32_t* uids, size_t uid_count,
-                              postern_expunge_mode_t mode, postern_mresult_t** out);
+                              uint32_t mode, postern_mresult_t** out);
 postern_status_t mbox_append(postern_mailbox_t* mb, postern_str_t folder, postern_bytes_t message, uint32_t flags,
                              const postern_str_t* keywords, size_t keyword_count, int64_t internal_date,
                              postern_mresult_t** out);

@@ -30,6 +30,9 @@ struct HookAnswer {
   std::vector<event::HeaderEdit> header_edits;
   std::vector<std::string> recipients_added;
   std::vector<std::string> recipients_removed;
+  std::optional<event::SenderChange> sender_change;
+  std::optional<std::string> body_replacement;
+  std::string body_replaced_by;
 
   static HookAnswer copy(const postern_hook_result_t& r) {
     HookAnswer a;
@@ -92,6 +95,10 @@ struct PendingCore {
   std::vector<event::HeaderEdit> header_edits;
   std::vector<std::string> recipients_added;
   std::vector<std::string> recipients_removed;
+  bool smtputf8 = false;            // the transaction's at event_defer
+  uint64_t max_message_size = 0;    // the transaction's at event_defer
+  std::optional<event::SenderChange> sender_change;
+  std::optional<std::string> body_replacement;
   std::optional<HookAnswer> early;     // completed before the runner attached
   // While `waiting`, the runner's io_context is alive and a completion may be
   // posted to it. A plugin thread never holds a strong reference to the

@@ -211,9 +211,12 @@ LoadedPlugin::~LoadedPlugin() {
   }
 }
 
-postern_status_t LoadedPlugin::subscribe(postern_stage_t stage) {
+postern_status_t LoadedPlugin::subscribe(uint32_t stage) {
   if (!initializing_) return POSTERN_ERR_UNAVAILABLE;
-  if (static_cast<uint32_t>(stage) >= event::kStageCount) return POSTERN_ERR_INVALID;
+  if (stage >= event::kStageCount) {
+    log::error("plugin", "name={} subscribes to stage {}, which is not a postern_stage_t", descriptor_.name, stage);
+    return POSTERN_ERR_INVALID;
+  }
   if (!descriptor_.declares(static_cast<event::Stage>(stage))) {
     log::error("plugin", "name={} subscribes to {} which its descriptor does not declare", descriptor_.name,
                event::stage_name(static_cast<event::Stage>(stage)));
@@ -261,9 +264,16 @@ const ServiceRegistration* LoadedPlugin::service(std::string_view protocol) cons
   return it != registered_.end() ? &it->second : nullptr;
 }
 
-postern_verdict_t LoadedPlugin::call(postern_stage_t stage, postern_event_t* ev, postern_hook_result_t* result) const {
+uint32_t LoadedPlugin::call(uint32_t stage, postern_event_t* ev, postern_hook_result_t* result) const {
+  // on_hook's integer mirror: the same function with its enum parameter and
+  // return value as the 32-bit integers they are on every ABI we build for
+  // (postern_abi.h: enums are passed as fixed-width integers), so a value
+  // outside postern_verdict_t is never loaded into the enum type.
+  using OnHookAsInteger = uint32_t (*)(void*, uint32_t, postern_event_t*, postern_hook_result_t*);
+  static_assert(sizeof(postern_verdict_t) == sizeof(uint32_t) && sizeof(postern_stage_t) == sizeof(uint32_t));
+  const auto on_hook = reinterpret_cast<OnHookAsInteger>(reinterpret_cast<void (*)()>(table_->on_hook));
   try {
-    return table_->on_hook(instance_, stage, ev, result);
+    return on_hook(instance_, stage, ev, result);
   } catch (...) {
     // A plugin not built with our SDK wrapper may still throw; it must not
     // take the session (or the daemon) down.

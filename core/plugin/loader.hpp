@@ -159,9 +159,11 @@ class LoadedPlugin {
 
   /**
    * Calls on_hook; an exception escaping the plugin is caught and reported as
-   * a failed hook (POSTERN_RESULT_ERROR).
+   * a failed hook (POSTERN_RESULT_ERROR). The verdict is read as the integer
+   * the plugin returned, never as the enum (an out-of-range value is the
+   * caller's to refuse: chain.cpp's apply_answer).
    */
-  postern_verdict_t call(postern_stage_t stage, postern_event_t* ev, postern_hook_result_t* result) const;
+  uint32_t call(uint32_t stage, postern_event_t* ev, postern_hook_result_t* result) const;
 
   // For host_api.cpp.
   const HostServices& services() const { return services_; }
@@ -169,7 +171,8 @@ class LoadedPlugin {
   uint32_t line_of(const pugi::xml_node& node) const { return line_of_ ? line_of_(node) : 0; }
   const std::string& state_dir() const { return state_dir_; }
   bool initializing() const { return initializing_; }
-  postern_status_t subscribe(postern_stage_t stage);
+  /** subscribe() of the host API: `stage` as the plugin passed it, range-checked. */
+  postern_status_t subscribe(uint32_t stage);
   const std::shared_ptr<Outstanding>& outstanding() const { return outstanding_; }
 
   /**

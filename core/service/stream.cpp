@@ -729,7 +729,7 @@ postern_status_t postern_stream::post(postern_task_cb fn, void* user) {
   return POSTERN_OK;
 }
 
-postern_status_t postern_stream::get(postern_stream_prop_t prop, postern_str_t* out) {
+postern_status_t postern_stream::get(uint32_t prop, postern_str_t* out) {
   if (out == nullptr) return POSTERN_ERR_INVALID;
   const auto index = static_cast<size_t>(prop);
   if (index >= props_.size()) return POSTERN_ERR_INVALID;

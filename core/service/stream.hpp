@@ -129,7 +129,7 @@ struct postern_stream {
   void close();
   postern_status_t set_idle_timeout(uint64_t timeout_ms);
   postern_status_t post(postern_task_cb fn, void* user);
-  postern_status_t get(postern_stream_prop_t prop, postern_str_t* out);
+  postern_status_t get(uint32_t prop, postern_str_t* out);
 
   const std::string& session_id() const { return props_[POSTERN_STREAM_SESSION_ID]; }
   const std::string& peer_ip() const { return props_[POSTERN_STREAM_PEER_IP]; }

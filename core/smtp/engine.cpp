@@ -356,6 +356,8 @@ void SmtpEngine::cmd_mail(std::string_view line, std::string_view arg) {
   ev_txn_ = event::Transaction{};
   ev_txn_.queue_id = services_.new_queue_id();
   ev_txn_.mail_from = m.address;
+  ev_txn_.smtputf8 = m.smtputf8;  // a hook's sender change may use UTF-8 only then
+  ev_txn_.max_message_size = cfg_->max_message_size;
   pending_mail_ = std::move(m);
   start_stage(event::Stage::MailFrom, line, true);
 }
@@ -629,6 +631,13 @@ void SmtpEngine::accepted(std::string_view what) {
 void SmtpEngine::spool_message() {
   queue::Envelope env = build_envelope(txn_, ev_txn_, info_);
   if (env.recipients.empty()) return accepted("discarded-no-recipients");
+  // ABI 1.3 body replacement first (the header section stays, milter's
+  // REPLBODY), then the header edits on that header section.
+  if (ev_txn_.body_replacement) {
+    log::info("smtp", "qid={} body replaced by {} ({} octets)", env.queue_id, ev_txn_.body_replaced_by,
+              ev_txn_.body_replacement->size());
+    message_ = replace_body(message_, *ev_txn_.body_replacement);
+  }
   if (!ev_txn_.header_edits.empty()) message_ = apply_header_edits(message_, ev_txn_.header_edits);
   request_ = SpoolRequest{std::move(env), &message_, subdir_};
 }

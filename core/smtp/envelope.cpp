@@ -1,5 +1,6 @@
 #include "core/smtp/envelope.hpp"
 
+#include "core/log/log.hpp"
 #include "core/smtp/address.hpp"
 
 #include <fmt/format.h>
@@ -63,6 +64,16 @@ queue::Envelope build_envelope(const MailTransaction& txn, const event::Transact
   env.auth_user = session.auth_user;
   env.body = txn.body;
   env.smtputf8 = txn.smtputf8;
+  // A hook's sender change (ABI 1.3, milter CHGFROM): the named ESMTP values
+  // replace the transaction's, the others stay.
+  if (const auto& c = hooks.sender_change) {
+    log::info("smtp", "qid={} sender <{}> changed to <{}> by {}", env.queue_id, env.mail_from, c->address, c->plugin);
+    env.mail_from = c->address;
+    if (c->envid) env.envid = *c->envid;
+    if (c->ret) env.ret = *c->ret;
+    if (c->body) env.body = *c->body == "8BITMIME" ? queue::BodyType::EightBitMime : queue::BodyType::SevenBit;
+    if (c->smtputf8) env.smtputf8 = true;
+  }
   return env;
 }
 

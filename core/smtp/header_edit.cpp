@@ -69,6 +69,18 @@ std::string format_header_field(std::string_view name, std::string_view value) {
   return out;
 }
 
+std::string replace_body(std::string_view message, std::string_view body) {
+  const SplitMessage split = split_header(message);
+  const size_t header_size = message.size() - split.rest.size();
+  std::string out(message.substr(0, header_size));
+  // The header section ends with its last field's CRLF; one that did not
+  // (a message of headers only, cut short) gets its line end first.
+  if (!out.empty() && !out.ends_with("\n")) out += "\r\n";
+  out += "\r\n";
+  out += body;
+  return out;
+}
+
 std::string apply_header_edits(std::string_view message, const std::vector<event::HeaderEdit>& edits,
                                size_t* skipped) {
   SplitMessage split = split_header(message);

@@ -41,6 +41,14 @@ std::string format_header_field(std::string_view name, std::string_view value);
 std::string apply_header_edits(std::string_view message, const std::vector<event::HeaderEdit>& edits,
                                size_t* skipped = nullptr);
 
+/**
+ * @return `message` with everything after its header section replaced by
+ *   `body` (milter's REPLBODY, ABI 1.3 event_body_replace): the header
+ *   fields stay as they are, then the empty line, then `body` (CRLF, as the
+ *   host API normalized it). A message without a separator line gets one.
+ */
+std::string replace_body(std::string_view message, std::string_view body);
+
 /** Number of fields named `name` in the header block (hop counting). */
 size_t count_header_fields(std::string_view message, std::string_view name);
 

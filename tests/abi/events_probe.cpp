@@ -1,14 +1,15 @@
 // ABI 1.3 probe. At data_end it defers and, from its own thread after
 // `delay` ms, edits through the pending handle, then completes:
 //   add-header="Name: value"  remove-header="Name"  add-rcpt / remove-rcpt
+//   mail-from="new@example" (+ mail-from-args="RET=HDRS")  replace-body="text"
 //   mode = complete | late (completes after the host's timeout: nothing may
 //          apply) | error (completes with POSTERN_RESULT_ERROR) | release
 //          (drops the handle without completing: Continue) | checks (tries
 //          invalid edits first and adds "X-Checks: refused" when every one
 //          was refused, else "X-Checks: accepted <which>")
 //   verdict = continue | quarantine
-// At rcpt_to it also defers and tries a recipient edit (never allowed there):
-// the rcpt is rejected when the edit was accepted.
+// At rcpt_to it also defers and tries a recipient, a sender and a body edit
+// (never allowed there): the rcpt is rejected when one was accepted.
 // With `events-log` set it subscribes to mailbox events and appends one line
 // per event to <state dir>/<events-log>:
 //   <kind> actor=<a> account=<acct> folder=<f> target=<t> uids=1,2 target-uids=3,4 size=<n>
@@ -17,6 +18,7 @@
 #include <chrono>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -59,6 +61,9 @@ class EventsProbe {
     add_rcpt_ = c.attr_or("add-rcpt", "");
     remove_rcpt_ = c.attr_or("remove-rcpt", "");
     remove_header_ = c.attr_or("remove-header", "");
+    if (auto v = c.attr("mail-from")) mail_from_ = std::string(*v);
+    mail_from_args_ = c.attr_or("mail-from-args", "");
+    if (auto v = c.attr("replace-body")) replace_body_ = std::string(*v);
     const std::string header = c.attr_or("add-header", "");
     if (const auto colon = header.find(':'); colon != std::string::npos) {
       header_name_ = header.substr(0, colon);
@@ -80,8 +85,9 @@ class EventsProbe {
   sdk::HookResult on_rcpt(sdk::Event& ev) {
     sdk::Pending pending = ev.defer();
     // Recipients may change only at data_end: a pending rcpt_to hook must be refused too.
-    if (pending.add_recipient("extra@example.test")) {
-      pending.complete(sdk::HookResult::reject("5.7.1", "events_probe: rcpt edit accepted at rcpt_to", 550));
+    if (pending.add_recipient("extra@example.test") || pending.set_mail_from("other@example.test") ||
+        pending.replace_body("new body\r\n")) {
+      pending.complete(sdk::HookResult::reject("5.7.1", "events_probe: edit accepted at rcpt_to", 550));
     }
     return pending.result();
   }
@@ -104,12 +110,22 @@ class EventsProbe {
       if (pending.add_recipient("not-an-address")) accepted += " bad-rcpt";
       if (pending.add_recipient("<a@b.example>")) accepted += " bracket-rcpt";
       if (pending.remove_recipient("nobody@nowhere.example")) accepted += " unknown-rcpt";
+      if (pending.set_mail_from("no-at-sign")) accepted += " bad-sender";
+      if (pending.set_mail_from("<a@b.example>")) accepted += " bracket-sender";
+      if (pending.set_mail_from("a@b.example", "RET=BOGUS")) accepted += " bad-ret";
+      if (pending.set_mail_from("a@b.example", "X-UNKNOWN=1")) accepted += " unknown-param";
+      if (pending.set_mail_from("a@b.example", "RET=FULL RET=HDRS")) accepted += " repeated-param";
+      if (pending.replace_body(std::string("a\0b\r\n", 5))) accepted += " nul-body";
+      if (pending.replace_body("bare\rcr\r\n")) accepted += " bare-cr-body";
       pending.add_header("X-Checks", accepted.empty() ? "refused" : "accepted" + accepted);
     }
     if (!remove_header_.empty()) pending.remove_header(remove_header_);
     if (!header_name_.empty()) pending.add_header(header_name_, header_value_);
     if (!add_rcpt_.empty()) pending.add_recipient(add_rcpt_);
     if (!remove_rcpt_.empty()) pending.remove_recipient(remove_rcpt_);
+    if (mail_from_ && !pending.set_mail_from(*mail_from_, mail_from_args_))
+      pending.add_header("X-Probe-Refused", "mail-from");
+    if (replace_body_ && !pending.replace_body(*replace_body_)) pending.add_header("X-Probe-Refused", "body");
     if (mode_ == "release") return;  // the last copy goes: Continue, with the edits
     if (mode_ == "late") std::this_thread::sleep_for(delay_);  // past the host's timeout
     sdk::HookResult result = quarantine_ ? sdk::HookResult::quarantine("held by events_probe") : sdk::HookResult{};
@@ -131,6 +147,9 @@ class EventsProbe {
   std::string add_rcpt_;
   std::string remove_rcpt_;
   std::string remove_header_;
+  std::optional<std::string> mail_from_;
+  std::string mail_from_args_;
+  std::optional<std::string> replace_body_;
   std::string header_name_;
   std::string header_value_;
   std::string path_;

@@ -4,6 +4,10 @@
 // `add-rcpt` / `remove-rcpt` edit the envelope there; `reject-subject` rejects
 // a message whose parsed Subject: is that text (data_end), and
 // `delivery-reject-subject` does the same at the queue's delivery stage.
+// ABI 1.3: `mail-from` (+ `mail-from-args`) changes the envelope sender and
+// `replace-body` the body at data_end, then adds "X-Sender-Now: <mail_from()>";
+// with either set, the rcpt_to hook tries the same edits (never allowed
+// there) and rejects the recipient when one was accepted.
 #include <postern/sdk/sdk.hpp>
 
 namespace {
@@ -18,12 +22,19 @@ class Good {
   sdk::Status init(sdk::InitContext& ctx) {
     reject_ = ctx.config().attr_or("reject-local", "");
     tempfail_ = ctx.config().attr_or("tempfail-local", "");
-    ctx.on_rcpt_to([this](sdk::Event& ev) { return check(ev.rcpt()); });
+    ctx.on_rcpt_to([this](sdk::Event& ev) {
+      if ((mail_from_ && ev.set_mail_from(*mail_from_)) || (replace_body_ && ev.replace_body(*replace_body_)))
+        return sdk::HookResult::reject("5.7.1", "good: sender or body edit accepted at rcpt_to", 550);
+      return check(ev.rcpt());
+    });
     data_end_verdict_ = ctx.config().attr_or("data-end", "");
     add_rcpt_ = ctx.config().attr_or("add-rcpt", "");
     remove_rcpt_ = ctx.config().attr_or("remove-rcpt", "");
     reject_subject_ = ctx.config().attr_or("reject-subject", "");
     delivery_reject_subject_ = ctx.config().attr_or("delivery-reject-subject", "");
+    mail_from_ = ctx.config().attr("mail-from");
+    mail_from_args_ = ctx.config().attr_or("mail-from-args", "");
+    replace_body_ = ctx.config().attr("replace-body");
     if (!delivery_reject_subject_.empty()) {
       ctx.on_delivery([this](sdk::Event& ev) {
         const auto msg = ev.message();
@@ -42,6 +53,11 @@ class Good {
       ev.add_symbol("GOOD_SEEN", 0.5, "test");
       if (!add_rcpt_.empty()) ev.add_recipient(add_rcpt_);
       if (!remove_rcpt_.empty()) ev.remove_recipient(remove_rcpt_);
+      if (mail_from_ && !ev.set_mail_from(*mail_from_, mail_from_args_))
+        return sdk::HookResult::tempfail("4.3.0", "good: sender change refused");
+      if (replace_body_ && !ev.replace_body(*replace_body_))
+        return sdk::HookResult::tempfail("4.3.0", "good: body replacement refused");
+      if (mail_from_ || replace_body_) ev.add_header("X-Sender-Now", "<" + std::string(ev.mail_from()) + ">");
       if (data_end_verdict_ == "discard") return sdk::HookResult::discard();
       if (data_end_verdict_ == "quarantine") return sdk::HookResult::quarantine("held by good");
       return sdk::HookResult{};
@@ -63,6 +79,9 @@ class Good {
   std::string remove_rcpt_;
   std::string reject_subject_;
   std::string delivery_reject_subject_;
+  std::optional<std::string> mail_from_;
+  std::string mail_from_args_;
+  std::optional<std::string> replace_body_;
 };
 
 }  // namespace

@@ -6,6 +6,9 @@
  *           `X-Probe-Verdict: <answer>` through the pending handle; when the
  *           service is unreachable, slow or silent, `on-unavailable` decides
  *           (continue with `X-Probe-Verdict: unavailable (<why>)`, or 451).
+ *           An answer "defang <reason>" also replaces the body with a notice
+ *           and changes the envelope sender to `defang-sender` (default: the
+ *           null sender), as a milter's REPLBODY / CHGFROM would, late.
  *           When a recipient is the `watch` address, it injects a notice for
  *           `notify-to` into the queue.
  * events:   counts the mailbox store's events (stored per folder, moves and
@@ -168,13 +171,14 @@ enum class Unavailable { Continue, TempFail };
 class Query {
  public:
   Query(sdk::Host host, sdk::Pending pending, std::shared_ptr<Stats> stats, Unavailable policy, std::string qid,
-        std::string request)
+        std::string request, std::string defang_sender)
       : host_(host),
         pending_(std::move(pending)),
         stats_(std::move(stats)),
         policy_(policy),
         qid_(std::move(qid)),
-        request_(std::move(request)) {}
+        request_(std::move(request)),
+        defang_sender_(std::move(defang_sender)) {}
 
   const std::string& request() const { return request_; }
 
@@ -193,7 +197,27 @@ class Query {
     if (!pending_.add_header(kVerdictHeader, verdict)) {
       host_.warn("qid=" + qid_ + " the host refused the header " + kVerdictHeader + ": " + verdict);
     }
+    if (verdict.rfind("defang ", 0) == 0) defang(verdict.substr(7));
     pending_.complete(sdk::HookResult::continue_());
+  }
+
+  /**
+   * The service wants the content gone: the body becomes a plain notice and
+   * bounces go to `defang-sender`, through the pending handle (ABI 1.3).
+   */
+  void defang(std::string_view reason) {
+    const std::string notice = "This message's content was removed by platform_probe (" + std::string(reason) +
+                               ").\r\n";
+    const bool body = pending_.replace_body(notice) &&
+                      pending_.change_header("Content-Type", 0, "text/plain; charset=us-ascii") &&
+                      pending_.remove_header("Content-Transfer-Encoding");
+    const bool sender = pending_.set_mail_from(defang_sender_);
+    if (!body || !sender) {
+      host_.warn("qid=" + qid_ + " the host refused to defang the message (body " + (body ? "ok" : "refused") +
+                 ", sender " + (sender ? "ok" : "refused") + ")");
+      return;
+    }
+    host_.info("qid=" + qid_ + " defanged: body replaced, sender <" + defang_sender_ + ">");
   }
 
   /** No answer: `why` is a short reason for the header and the log. */
@@ -216,6 +240,7 @@ class Query {
   Unavailable policy_;
   std::string qid_;
   std::string request_;
+  std::string defang_sender_;
   std::atomic<bool> done_{false};
 };
 
@@ -264,7 +289,8 @@ class PlatformProbe {
     host_ = std::make_unique<sdk::Host>(ctx.host());
     const sdk::Config config = ctx.config();
     if (auto s = read_config(config); !s) return s;
-    if (!sdk::has_outbound(*host_) || !host_->has_mailbox_events()) {
+    if (!sdk::has_outbound(*host_) || !host_->has_mailbox_events() ||
+        !POSTERN_SDK_API_HAS(host_->api(), pending_body_replace)) {
       return sdk::Status::error("needs a host with ABI 1.3 (outbound connections, injection, mailbox events)");
     }
     if (auto s = ctx.on_data_end([this](sdk::Event& ev) { return data_end(ev); }); !s) return s;
@@ -312,6 +338,7 @@ class PlatformProbe {
     watch_ = lower(c.attr_or("watch", ""));
     notify_to_ = c.attr_or("notify-to", "");
     notify_from_ = c.attr_or("notify-from", "");
+    defang_sender_ = c.attr_or("defang-sender", "");
     if (!watch_.empty() && notify_to_.empty()) return bad("notify-to", "is needed with watch");
     return sdk::Status::ok();
   }
@@ -336,7 +363,7 @@ class PlatformProbe {
     if (!pending.valid()) return sdk::HookResult::continue_();
     const sdk::HookResult deferred = pending.result();
     auto query = std::make_shared<Query>(*host_, std::move(pending), stats_, policy_, std::string(ev.queue_id()),
-                                         std::move(request));
+                                         std::move(request), defang_sender_);
     sdk::ConnectOptions to = sdk::ConnectOptions::tcp(verdict_.host, verdict_.port);
     to.timeout = verdict_.timeout;
     const auto timeout = verdict_.timeout;
@@ -401,6 +428,7 @@ class PlatformProbe {
   std::string watch_;
   std::string notify_to_;
   std::string notify_from_;
+  std::string defang_sender_;
   std::atomic<uint64_t> notices_{0};
   sdk::Host::SubscriptionId events_ = 0;
 };

@@ -193,6 +193,21 @@ class PluginHostTest(unittest.TestCase):
         self.assertEqual(len(held), 1)
         self.assertEqual(d.spool_messages(), [])
 
+    def test_pending_quarantine_stores_into_the_quarantine_queue(self):
+        # Like the synchronous QUARANTINE above, from a hook that completes on its own
+        # thread 30 ms later, with its sender and body edits (ABI 1.3) applied to the held copy.
+        d = self.start([("events_probe", "", {"verdict": "quarantine", "delay": "30", "timeout": "5s",
+                                              "mail-from": "quarantine@example.test",
+                                              "mail-from-args": "RET=HDRS", "replace-body": "defanged"})])
+        self.assertEqual(self.send(d)[0], 250)
+        held = d.wait_for_messages(1, "quarantine")
+        self.assertEqual(len(held), 1)
+        self.assertEqual(d.spool_messages(), [])
+        self.assertEqual(held[0]["mail_from"], "quarantine@example.test")
+        self.assertEqual(held[0]["ret"], "HDRS")
+        self.assertIn(b"\r\nSubject: hi\r\n\r\ndefanged\r\n", held[0]["message"])
+        self.assertTrue(held[0]["message"].endswith(b"\r\n\r\ndefanged\r\n"), held[0]["message"])
+
     def test_data_end_hook_edits_the_envelope(self):
         d = self.start([("good", "", {"add-rcpt": "archive@example.test", "remove-rcpt": "b@example.test"})])
         with self.transaction(d) as s:

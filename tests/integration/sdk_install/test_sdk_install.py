@@ -14,7 +14,9 @@ Steps:
      local accounts and the mailbox store, and a verdict service (a Python TCP
      server on loopback): the plugin's outbound connection answers and its
      pending data_end hook adds X-Probe-Verdict (or "unavailable (...)" when
-     the service closes without answering); mail to the watched address
+     the service closes without answering); a "defang" answer makes the
+     pending hook replace the body and change the envelope sender (the stored
+     copy shows the new body and Return-Path); mail to the watched address
      makes it inject a notice that lands in a mailbox; an imaplib UID MOVE
      INBOX -> Archive raises a `moved` event; `posternctl probe stats --json`
      (its admin command) shows the stored and moved events it counted
@@ -72,6 +74,9 @@ class VerdictHandler(socketserver.StreamRequestHandler):
         self.server.requests.append(request)
         if "msgid=<silent-" in request:
             return  # closes without answering: the plugin's on-unavailable path
+        if "msgid=<defang-" in request:
+            self.wfile.write(b"defang test-signature\r\n")  # body and sender change from the pending hook
+            return
         answer = "clean; " + request[len("CHECK "):] if request.startswith("CHECK ") else "unknown-request"
         self.wfile.write((answer + "\r\n").encode())
 
@@ -245,6 +250,7 @@ class SdkInstallTest(unittest.TestCase):
                             ("platform_probe", "",
                              {"enabled": "true", "timeout": "10s", "verdict-port": verdict.server_address[1],
                               "verdict-timeout": "5s", "watch": "probe-notify@" + domain,
+                              "defang-sender": "quarantine-bounces@" + domain,
                               "notify-to": "alice@" + domain})],
                    plugin_dirs=[str(BINARY_DIR / "plugins"), str(self.builds["platform_probe"])],
                    smtp_xml="<local-domain>{}</local-domain>".format(domain),
@@ -299,6 +305,31 @@ class SdkInstallTest(unittest.TestCase):
         self.assertIn("X-Probe-Verdict: unavailable (closed without an answer)\r\n", data[0][1].decode())
         self._wait_log(d, r"qid=\S+ verdict service unavailable: closed without an answer")
 
+        # A "defang" answer: the pending hook replaces the body and changes the envelope sender;
+        # the stored copy has the new body, the old headers and Return-Path: <the new sender>.
+        defanged = "<defang-{}@sdk-install.test>".format(uuid.uuid4().hex)
+        raw = ("From: Sender <sender@outside.example>\r\nTo: alice@{d}\r\nSubject: defang me\r\n"
+               "Message-ID: {m}\r\nContent-Type: application/octet-stream\r\n"
+               "Content-Transfer-Encoding: base64\r\n\r\nTUFMV0FSRQ==\r\n").format(d=domain, m=defanged)
+        with smtplib.SMTP("127.0.0.1", d.port("smtp"), timeout=30) as smtp:
+            smtp.ehlo("client.test")
+            self.assertEqual(smtp.sendmail("sender@outside.example", ["alice@" + domain], raw.encode()), {})
+        defanged_uid = self._imap_find(imap, "INBOX", ("HEADER", "Message-ID", defanged), d)
+        typ, data = imap.uid("FETCH", defanged_uid, "(BODY.PEEK[])")
+        self.assertEqual(typ, "OK", data)
+        stored = data[0][1].decode("utf-8", "replace")
+        head, _, body = stored.partition("\r\n\r\n")
+        head += "\r\n"  # each field with its line end
+        self.assertTrue(head.startswith("Return-Path: <quarantine-bounces@{}>\r\n".format(domain)), head)
+        self.assertEqual(head.count("Return-Path:"), 1, head)
+        self.assertIn("Subject: defang me\r\n", head)
+        self.assertIn("X-Probe-Verdict: defang test-signature\r\n", head)
+        self.assertIn("Content-Type: text/plain; charset=us-ascii\r\n", head)
+        self.assertNotIn("Content-Transfer-Encoding", head)
+        self.assertEqual(body, "This message's content was removed by platform_probe (test-signature).\r\n")
+        self.assertNotIn("TUFMV0FSRQ", stored)
+        self._wait_log(d, r"qid=\S+ defanged: body replaced, sender <quarantine-bounces@")
+
         # 2. Mail to the watched address: an injected notice lands in alice's INBOX.
         watched = "<{}@sdk-install.test>".format(uuid.uuid4().hex)
         send("probe-notify@" + domain, "for the watched address", watched)
@@ -330,11 +361,11 @@ class SdkInstallTest(unittest.TestCase):
             time.sleep(0.1)
         self.assertIn(moved, stats["moved"], stats)
         sys.stderr.write("probe stats: {}\n".format(json.dumps(stats)))
-        # Stored: alice's two messages, probe-notify's message and the notice, each in an INBOX.
-        self.assertEqual(stats["events"]["stored"], 4, stats)
-        self.assertEqual(stats["stored"], [{"folder": "INBOX", "messages": 4}], stats)
+        # Stored: alice's three messages, probe-notify's message and the notice, each in an INBOX.
+        self.assertEqual(stats["events"]["stored"], 5, stats)
+        self.assertEqual(stats["stored"], [{"folder": "INBOX", "messages": 5}], stats)
         self.assertEqual(stats["events"]["moved"], 1, stats)
-        self.assertEqual(stats["verdicts"], {"answered": 2, "unavailable": 1}, stats)
+        self.assertEqual(stats["verdicts"], {"answered": 3, "unavailable": 1}, stats)
         self.assertEqual(stats["notices"], {"queued": 1, "failed": 0}, stats)
         # Without --json posternctl prints the plugin's text form.
         text = subprocess.run([str(posternctl), "--config", d.config_path, "probe", "stats"],

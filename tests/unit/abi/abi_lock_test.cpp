@@ -76,7 +76,7 @@ TEST(AbiLockTest, Version11MembersAreAppended) {
 // v1.2 appended the service, directory and mailbox functions after
 // event_tag_get, new status codes after POSTERN_ERR_FAILED, and new types.
 TEST(AbiLockTest, Version13MembersAreAppended) {
-  // Three 1.3 blocks, in this order, after view_release (the last 1.2 member).
+  // Four 1.3 blocks, in this order, after view_release (the last 1.2 member).
   EXPECT_EQ(offsetof(postern_host_api_v1_t, command_register), 16u + 78 * 8u);
   EXPECT_EQ(offsetof(postern_host_api_v1_t, command_complete), 16u + 79 * 8u);
   EXPECT_EQ(offsetof(postern_host_api_v1_t, pending_header_add), 16u + 80 * 8u);
@@ -86,7 +86,35 @@ TEST(AbiLockTest, Version13MembersAreAppended) {
   EXPECT_EQ(offsetof(postern_host_api_v1_t, stream_connect), 16u + 87 * 8u);
   EXPECT_EQ(offsetof(postern_host_api_v1_t, stream_connect_cancel), 16u + 88 * 8u);
   EXPECT_EQ(offsetof(postern_host_api_v1_t, inject), 16u + 89 * 8u);
-  EXPECT_EQ(sizeof(postern_host_api_v1_t), 16u + 90 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, event_mail_from_set), 16u + 90 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, event_body_replace), 16u + 91 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, pending_mail_from_set), 16u + 92 * 8u);
+  EXPECT_EQ(offsetof(postern_host_api_v1_t, pending_body_replace), 16u + 93 * 8u);
+  EXPECT_EQ(sizeof(postern_host_api_v1_t), 16u + 94 * 8u);
+}
+
+// The 1.3 contract fix: the enum parameters a plugin passes became uint32_t
+// without moving anything, and each enum is still the size of that integer,
+// so a plugin built with the enum-typed 1.0-1.2 headers passes the same bits.
+TEST(AbiLockTest, EnumParametersAreFixedWidthIntegersOfTheSameSize) {
+  EXPECT_EQ(sizeof(postern_stage_t), sizeof(uint32_t));
+  EXPECT_EQ(sizeof(postern_verdict_t), sizeof(uint32_t));
+  EXPECT_EQ(sizeof(postern_log_level_t), sizeof(uint32_t));
+  EXPECT_EQ(sizeof(postern_dns_type_t), sizeof(uint32_t));
+  EXPECT_EQ(sizeof(postern_property_t), sizeof(uint32_t));
+  EXPECT_EQ(sizeof(postern_stream_prop_t), sizeof(uint32_t));
+  EXPECT_EQ(sizeof(postern_flag_op_t), sizeof(uint32_t));
+  EXPECT_EQ(sizeof(postern_expunge_mode_t), sizeof(uint32_t));
+  postern_host_api_v1_t api{};
+  // The members take integers now: these assignments only compile with those types.
+  postern_status_t (*subscribe)(postern_host_t*, uint32_t) = api.subscribe;
+  void (*log)(postern_host_t*, uint32_t, postern_str_t) = api.log;
+  postern_status_t (*event_get)(postern_event_t*, uint32_t, postern_str_t*) = api.event_get;
+  postern_status_t (*stream_get)(postern_stream_t*, uint32_t, postern_str_t*) = api.stream_get;
+  EXPECT_EQ(subscribe, nullptr);
+  EXPECT_EQ(log, nullptr);
+  EXPECT_EQ(event_get, nullptr);
+  EXPECT_EQ(stream_get, nullptr);
 }
 
 TEST(AbiLockTest, Version12MembersAreAppended) {

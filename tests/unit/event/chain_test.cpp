@@ -1,6 +1,7 @@
 // The hook chain: verdicts, order, reply overrides, pending completions,
 // timeouts, late and double completions, failures and on-failure policies.
 #include "core/event/chain.hpp"
+#include "core/log/log.hpp"
 #include "core/plugin/loader.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -11,6 +12,9 @@
 #include <pugixml.hpp>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <unistd.h>
 #include <list>
 #include <thread>
 
@@ -209,8 +213,11 @@ TEST_F(ChainTest, PendingEditsKeepTheSynchronousChecks) {
 
 TEST_F(ChainTest, PendingRecipientEditIsRefusedBeforeDataEnd) {
   add("events_probe", "<plugin/>");
-  EXPECT_EQ(rcpt("bob@example.net").verdict, Verdict::Continue);
+  EXPECT_EQ(rcpt("bob@example.net").verdict, Verdict::Continue)
+      << "the probe rejects when a recipient, sender or body edit is accepted at rcpt_to";
   EXPECT_TRUE(txn_.recipients_added.empty());
+  EXPECT_FALSE(txn_.sender_change.has_value());
+  EXPECT_FALSE(txn_.body_replacement.has_value());
 }
 
 TEST_F(ChainTest, PendingEditsOfALateCompletionAreDropped) {
@@ -230,6 +237,105 @@ TEST_F(ChainTest, PendingEditsOfAFailedHookAreDropped) {
   EXPECT_EQ(run(Stage::DataEnd).verdict, Verdict::Continue);
   EXPECT_TRUE(txn_.header_edits.empty());
   EXPECT_TRUE(txn_.recipients_added.empty());
+}
+
+// --- ABI 1.3: sender and body edits through the pending handle ---------------
+
+TEST_F(ChainTest, PendingSenderAndBodyEditsApplyWithTheCompletion) {
+  txn_.recipients = {"bob@example.net"};
+  add("events_probe", R"(<plugin mail-from="bounces+srs@example.net" mail-from-args="RET=HDRS ENVID=q+2B1"
+                                 replace-body="scanned" verdict="quarantine"/>)");
+  Outcome o = run(Stage::DataEnd);
+  EXPECT_EQ(o.verdict, Verdict::Quarantine) << "the completion's verdict still decides";
+  ASSERT_TRUE(txn_.sender_change.has_value());
+  EXPECT_EQ(txn_.sender_change->address, "bounces+srs@example.net");
+  EXPECT_EQ(txn_.sender_change->ret, std::optional<std::string>("HDRS"));
+  EXPECT_EQ(txn_.sender_change->envid, std::optional<std::string>("q+2B1"));
+  EXPECT_FALSE(txn_.sender_change->body.has_value()) << "BODY was not named: the transaction's stays";
+  EXPECT_EQ(txn_.sender_change->plugin, "events_probe");
+  EXPECT_EQ(txn_.mail_from, std::optional<std::string>("bounces+srs@example.net"))
+      << "hooks after the completion read the new sender";
+  ASSERT_TRUE(txn_.body_replacement.has_value());
+  EXPECT_EQ(*txn_.body_replacement, "scanned\r\n") << "a final line end is added";
+  EXPECT_EQ(txn_.body_replaced_by, "events_probe");
+  EXPECT_TRUE(txn_.header_edits.empty()) << "no edit was refused (the probe adds X-Probe-Refused then)";
+}
+
+TEST_F(ChainTest, PendingNullSenderIsAReversePath) {
+  add("events_probe", R"(<plugin mail-from=""/>)");
+  EXPECT_EQ(run(Stage::DataEnd).verdict, Verdict::Continue);
+  ASSERT_TRUE(txn_.sender_change.has_value());
+  EXPECT_EQ(txn_.sender_change->address, "");
+  EXPECT_EQ(txn_.mail_from, std::optional<std::string>(""));
+}
+
+TEST_F(ChainTest, PendingBodyAboveTheSizeLimitIsRefused) {
+  txn_.max_message_size = 8;
+  add("events_probe", R"(<plugin replace-body="longer than eight octets"/>)");
+  EXPECT_EQ(run(Stage::DataEnd).verdict, Verdict::Continue);
+  EXPECT_FALSE(txn_.body_replacement.has_value());
+  ASSERT_EQ(txn_.header_edits.size(), 1u);
+  EXPECT_EQ(txn_.header_edits[0].name, "X-Probe-Refused");
+  EXPECT_EQ(txn_.header_edits[0].value, "body");
+}
+
+TEST_F(ChainTest, PendingUtf8SenderNeedsSmtputf8) {
+  add("events_probe", R"(<plugin mail-from="jos&#xE9;@example.net"/>)");
+  EXPECT_EQ(run(Stage::DataEnd).verdict, Verdict::Continue);
+  EXPECT_FALSE(txn_.sender_change.has_value()) << "UTF-8 without SMTPUTF8 (RFC 6531 §3.4)";
+  txn_ = Transaction{};
+  txn_.smtputf8 = true;
+  EXPECT_EQ(run(Stage::DataEnd).verdict, Verdict::Continue);
+  ASSERT_TRUE(txn_.sender_change.has_value());
+  EXPECT_EQ(txn_.sender_change->address, "jos\xC3\xA9@example.net");
+}
+
+TEST_F(ChainTest, PendingSenderAndBodyEditsOfAFailedHookAreDropped) {
+  add("events_probe", R"(<plugin mode="error" mail-from="other@example.net" replace-body="x"/>)", 2s,
+      OnFailure::Continue);
+  EXPECT_EQ(run(Stage::DataEnd).verdict, Verdict::Continue);
+  EXPECT_FALSE(txn_.sender_change.has_value());
+  EXPECT_FALSE(txn_.body_replacement.has_value());
+  EXPECT_EQ(txn_.mail_from, std::optional<std::string>("alice@example.org"));
+}
+
+TEST_F(ChainTest, PendingSenderAndBodyEditsOfALateCompletionAreDropped) {
+  add("events_probe", R"(<plugin mode="late" delay="60" mail-from="other@example.net" replace-body="x"/>)", 30ms,
+      OnFailure::Continue);
+  const uint64_t before = bus_stats().late_completions.load();
+  EXPECT_EQ(run(Stage::DataEnd).verdict, Verdict::Continue);
+  for (int i = 0; i < 200 && bus_stats().late_completions.load() == before; ++i) std::this_thread::sleep_for(5ms);
+  EXPECT_FALSE(txn_.sender_change.has_value());
+  EXPECT_FALSE(txn_.body_replacement.has_value());
+}
+
+// --- ABI 1.3 contract fix: enum values from a plugin are range-checked integers --
+
+TEST_F(ChainTest, UnknownVerdictIsAPluginFaultAndOnFailureApplies) {
+  const auto log_file = std::filesystem::temp_directory_path() /
+                        ("postern-chain-log-" + std::to_string(::getpid()) + ".log");
+  log::configure(log::Level::Info, log_file, false);
+  add("bad_verdict", "<plugin/>", 1s, OnFailure::TempFail);
+  const uint64_t before = bus_stats().hook_failures.load();
+  Outcome o = rcpt("bob@example.net");
+  EXPECT_EQ(o.verdict, Verdict::TempFail) << "on-failure=tempfail";
+  EXPECT_EQ(o.code, 451);
+  EXPECT_EQ(o.enhanced, "4.3.0");
+  EXPECT_EQ(bus_stats().hook_failures.load(), before + 1);
+
+  chain_ = std::make_shared<Chain>();
+  add("bad_verdict", "<plugin/>", 1s, OnFailure::Continue);
+  EXPECT_EQ(rcpt("bob@example.net").verdict, Verdict::Continue) << "on-failure=continue";
+  log::configure(log::Level::Info, {}, true);
+
+  std::ifstream in(log_file);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::filesystem::remove(log_file);
+  EXPECT_NE(text.find("plugin=bad_verdict stage=rcpt_to returned verdict 42, which is not a postern_verdict_t"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("invalid log level 9: bad_verdict: a line at level 9"), std::string::npos) << text;
+  EXPECT_NE(text.find("name=bad_verdict dns_query with invalid record type 0"), std::string::npos) << text;
 }
 
 TEST_F(ChainTest, ThrowingHookFollowsOnFailure) {

@@ -398,7 +398,7 @@ TEST_F(HostApiMailboxTest, StoreFlagsHonoursUnchangedSince) {
   postern_str_t badkw[] = {S(bad)};
   EXPECT_EQ(api_->mbox_store_flags(mb, S("INBOX"), &u1, 1, POSTERN_FLAGS_ADD, 0, badkw, 1, 0, 0, r.out()),
             POSTERN_ERR_INVALID);
-  EXPECT_EQ(api_->mbox_store_flags(mb, S("INBOX"), &u1, 1, static_cast<postern_flag_op_t>(7), 0, nullptr, 0, 0, 0,
+  EXPECT_EQ(api_->mbox_store_flags(mb, S("INBOX"), &u1, 1, 7u, 0, nullptr, 0, 0, 0,
                                    r.out()),
             POSTERN_ERR_INVALID);
   EXPECT_EQ(api_->mbox_store_flags(mb, S("INBOX"), nullptr, 2, POSTERN_FLAGS_ADD, 0, nullptr, 0, 0, 0, r.out()),
@@ -429,7 +429,7 @@ TEST_F(HostApiMailboxTest, ExpungeModes) {
   Res st(api_);
   ASSERT_EQ(api_->mbox_folder_status(mb, S("INBOX"), st.out()), POSTERN_OK);
   EXPECT_EQ(st->folders[0].messages, 1u);
-  EXPECT_EQ(api_->mbox_expunge(mb, S("INBOX"), nullptr, 0, static_cast<postern_expunge_mode_t>(9), r.out()),
+  EXPECT_EQ(api_->mbox_expunge(mb, S("INBOX"), nullptr, 0, 9u, r.out()),
             POSTERN_ERR_INVALID);
   EXPECT_EQ(api_->mbox_expunge(mb, S("Nope"), nullptr, 0, POSTERN_EXPUNGE_ALL_DELETED, r.out()),
             POSTERN_ERR_NOT_FOUND);

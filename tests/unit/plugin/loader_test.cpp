@@ -57,6 +57,8 @@ INSTANTIATE_TEST_SUITE_P(
                       LoaderCase{"init_throws", "init threw: database file is corrupt"},
                       LoaderCase{"entry_throws", "entry point threw: entry exploded"},
                       LoaderCase{"undeclared_stage", "subscription to data_end refused"},
+                      // ABI 1.3: a stage outside postern_stage_t, taken as an integer and refused.
+                      LoaderCase{"bad_stage", "subscription to stage 99 refused"},
                       LoaderCase{"licensed", "license feature 'cloud-antispam' not granted"},
                       LoaderCase{"does_not_exist", "descriptor missing"}),
     [](const ::testing::TestParamInfo<LoaderCase>& info) { return std::string(info.param.plugin); });

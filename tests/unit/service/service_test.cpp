@@ -278,7 +278,11 @@ TEST_F(StreamTest, StrandOnlyCallsAreRefusedFromOtherThreads) {
   EXPECT_EQ(api()->stream_starttls(s), POSTERN_ERR_INVALID);
   EXPECT_EQ(api()->stream_set_idle_timeout(s, 10), POSTERN_ERR_INVALID);
   EXPECT_EQ(api()->stream_write(nullptr, bytes_of("x")), POSTERN_ERR_INVALID);
-  EXPECT_EQ(api()->stream_get(s, static_cast<postern_stream_prop_t>(99), nullptr), POSTERN_ERR_INVALID);
+  EXPECT_EQ(api()->stream_get(s, 99u, nullptr), POSTERN_ERR_INVALID);
+  // ABI 1.3: the property is an integer, range-checked (no enum-typed load).
+  postern_str_t out{};
+  EXPECT_EQ(api()->stream_get(s, 99u, &out), POSTERN_ERR_INVALID);
+  EXPECT_EQ(api()->stream_get(s, 0xFFFFFFFFu, &out), POSTERN_ERR_INVALID);
 }
 
 TEST_F(StreamTest, PropertiesDescribeTheConnection) {

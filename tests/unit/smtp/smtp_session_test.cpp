@@ -878,6 +878,78 @@ TEST_F(SmtpSessionTest, HookVerdictsMapToRepliesAndHeaderEditsAreApplied) {
   EXPECT_EQ(f[0].message.rfind("X-Good: seen\r\nReceived: from x ", 0), 0u) << f[0].message;
 }
 
+// ABI 1.3: milter-style sender and body edits reach the spool file.
+TEST_F(SmtpSessionTest, DataEndHookChangesTheSenderAndReplacesTheBody) {
+  add_plugin("good", R"(<plugin mail-from="srs0=ab@example.test" mail-from-args="RET=HDRS BODY=8BITMIME ENVID=e1"
+                                 replace-body="replaced body"/>)");
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  EXPECT_EQ(c->cmd("MAIL FROM:<a@example.org> RET=FULL"), 250);
+  EXPECT_EQ(c->cmd("RCPT TO:<u@example.test>"), 250) << "the edits are refused at rcpt_to: " << c->last();
+  EXPECT_EQ(c->cmd("DATA"), 354);
+  EXPECT_EQ(c->cmd("Subject: edits\r\nX-Keep: yes\r\n\r\noriginal body\r\n."), 250) << c->last();
+  auto f = spooled();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].envelope.mail_from, "srs0=ab@example.test");
+  EXPECT_EQ(f[0].envelope.ret, "HDRS");
+  EXPECT_EQ(f[0].envelope.envid, "e1");
+  EXPECT_EQ(f[0].envelope.body, queue::BodyType::EightBitMime);
+  const std::string& m = f[0].message;
+  EXPECT_EQ(m.rfind("X-Sender-Now: <srs0=ab@example.test>\r\nX-Good: seen\r\nReceived: from x ", 0), 0u)
+      << "header edits still apply, and the hook read back the new sender: " << m;
+  EXPECT_NE(m.find("\r\nSubject: edits\r\nX-Keep: yes\r\n\r\nreplaced body\r\n"), std::string::npos) << m;
+  EXPECT_EQ(m.find("original body"), std::string::npos) << m;
+}
+
+TEST_F(SmtpSessionTest, RefusedSenderChangeLeavesTheEnvelopeAlone) {
+  add_plugin("good", R"(<plugin mail-from="not an address"/>)");
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  c->cmd("MAIL FROM:<a@example.org>");
+  c->cmd("RCPT TO:<u@example.test>");
+  c->cmd("DATA");
+  EXPECT_EQ(c->cmd("Subject: x\r\n\r\nbody\r\n."), 451);
+  EXPECT_EQ(c->last(), "451 4.3.0 good: sender change refused\r\n");
+  EXPECT_TRUE(spooled().empty());
+}
+
+// A pending hook's QUARANTINE, with its sender and body edits, ends in the
+// quarantine queue exactly like a synchronous one's.
+TEST_F(SmtpSessionTest, PendingQuarantineWithEditsIsSpooledIntoQuarantineLikeTheSyncOne) {
+  add_plugin("events_probe", R"(<plugin delay="20" mail-from="" replace-body="defanged" verdict="quarantine"/>)");
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  c->cmd("MAIL FROM:<a@example.org>");
+  EXPECT_EQ(c->cmd("RCPT TO:<u@example.test>"), 250);
+  c->cmd("DATA");
+  EXPECT_EQ(c->cmd("Subject: held\r\n\r\nmalware\r\n."), 250);
+  EXPECT_TRUE(spooled().empty());
+  auto held = spooled("quarantine");
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_EQ(held[0].envelope.mail_from, "") << "the pending hook set the null sender";
+  EXPECT_NE(held[0].message.find("Subject: held\r\n\r\ndefanged\r\n"), std::string::npos) << held[0].message;
+  EXPECT_EQ(held[0].message.find("malware"), std::string::npos);
+}
+
+// The synchronous counterpart: the same message, the same queue.
+TEST_F(SmtpSessionTest, SyncQuarantineIsSpooledIntoQuarantine) {
+  add_plugin("good", R"(<plugin data-end="quarantine"/>)");
+  start();
+  auto c = connect();
+  c->cmd("EHLO x");
+  c->cmd("MAIL FROM:<a@example.org>");
+  c->cmd("RCPT TO:<u@example.test>");
+  c->cmd("DATA");
+  EXPECT_EQ(c->cmd("Subject: held\r\n\r\nmalware\r\n."), 250);
+  EXPECT_TRUE(spooled().empty());
+  auto held = spooled("quarantine");
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_EQ(held[0].envelope.mail_from, "a@example.org");
+}
+
 TEST_F(SmtpSessionTest, HooksSeeTheMessageParsedOnTheWorkerPool) {
   add_plugin("good", R"(<plugin reject-subject="refuse me"/>)");
   net::thread_pool workers(1);

@@ -144,6 +144,28 @@ class Pending {
     return can_edit() && api_->pending_rcpt_remove(p_, to_abi(address)) == POSTERN_OK;
   }
 
+  /** Whether the host takes sender and body edits through a pending handle (ABI 1.3). */
+  bool can_edit_sender_and_body() const { return p_ != nullptr && POSTERN_SDK_API_HAS(api_, pending_body_replace); }
+  /**
+   * Changes the envelope sender from the pending hook (ABI 1.3, data_end;
+   * milter's CHGFROM): `address` without <> ("" = the null sender),
+   * `esmtp_args` e.g. "RET=HDRS ENVID=x" (each replaces that parameter).
+   * @return false when refused (not a reverse-path, a bad parameter, another
+   *   stage, completed or timed out, or an older host).
+   */
+  bool set_mail_from(std::string_view address, std::string_view esmtp_args = {}) const {
+    return can_edit_sender_and_body() &&
+           api_->pending_mail_from_set(p_, to_abi(address), to_abi(esmtp_args)) == POSTERN_OK;
+  }
+  /**
+   * Replaces the message body from the pending hook (ABI 1.3, data_end;
+   * milter's REPLBODY): headers stay; CRLF or LF line ends; no NUL or bare CR.
+   * @return false when refused (see set_mail_from; also a body too large).
+   */
+  bool replace_body(std::string_view body) const {
+    return can_edit_sender_and_body() && api_->pending_body_replace(p_, to_abi_bytes(body)) == POSTERN_OK;
+  }
+
   /** What the hook returns right after defer(). */
   HookResult result() const { return p_ ? HookResult::pending() : HookResult::continue_(); }
 
@@ -214,6 +236,29 @@ class Event {
   }
   bool remove_recipient(std::string_view address) const {
     return api_->event_rcpt_remove(ev_, to_abi(address)) == POSTERN_OK;
+  }
+
+  /**
+   * Changes the envelope sender at data_end (ABI 1.3; milter's CHGFROM):
+   * `address` without <> ("" = the null sender), `esmtp_args` e.g.
+   * "RET=HDRS ENVID=x BODY=8BITMIME" (each replaces that parameter, the
+   * others are kept). Later hooks see the new mail_from().
+   * @return false when refused (not a reverse-path, a bad parameter, another
+   *   stage, or an older host).
+   */
+  bool set_mail_from(std::string_view address, std::string_view esmtp_args = {}) const {
+    if (!POSTERN_SDK_API_HAS(api_, event_mail_from_set)) return false;
+    return api_->event_mail_from_set(ev_, to_abi(address), to_abi(esmtp_args)) == POSTERN_OK;
+  }
+  /**
+   * Replaces the message body at data_end (ABI 1.3; milter's REPLBODY): the
+   * header section stays (keep Content-Type in step with change_header).
+   * CRLF or LF line ends; NUL or a bare CR are refused, and so is a body
+   * above max-message-size. @return false when refused or on an older host.
+   */
+  bool replace_body(std::string_view body) const {
+    if (!POSTERN_SDK_API_HAS(api_, event_body_replace)) return false;
+    return api_->event_body_replace(ev_, to_abi_bytes(body)) == POSTERN_OK;
   }
 
   /**

@@ -238,7 +238,7 @@ class Host {
   const postern_host_api_v1_t* api() const { return api_; }
 
   void log(LogLevel level, std::string_view message) const {
-    api_->log(host_, static_cast<postern_log_level_t>(level), to_abi(message));
+    api_->log(host_, static_cast<uint32_t>(level), to_abi(message));
   }
   void debug(std::string_view m) const { log(LogLevel::Debug, m); }
   void info(std::string_view m) const { log(LogLevel::Info, m); }

@@ -59,7 +59,7 @@ class InitContext {
    * the stage (the host refuses undeclared hooks).
    */
   Status on(Stage stage, Handler handler) {
-    if (api_->subscribe(host_, static_cast<postern_stage_t>(stage)) != POSTERN_OK) {
+    if (api_->subscribe(host_, static_cast<uint32_t>(stage)) != POSTERN_OK) {
       // Remembered even if the caller ignores the Status: init then fails.
       refused_ = true;
       return Status::error("the host refused a subscription to a stage the descriptor does not list");

@@ -67,6 +67,10 @@ inline constexpr std::string_view kTagWhitelisted = POSTERN_TAG_WHITELISTED;
 
 inline std::string_view to_string_view(postern_str_t s) { return {s.ptr, s.len}; }
 inline postern_str_t to_abi(std::string_view s) { return postern_str_t{s.data(), s.size()}; }
+/** Octets as an ABI buffer (borrowed, like to_abi). */
+inline postern_bytes_t to_abi_bytes(std::string_view s) {
+  return postern_bytes_t{reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
 
 /** Outcome of init and of fallible SDK calls. */
 class Status {

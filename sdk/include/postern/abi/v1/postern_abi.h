@@ -721,11 +721,16 @@ typedef struct postern_host_api_v1 {
   /**
    * Subscribes the plugin to a stage; on_hook is called only for subscribed
    * stages, in manifest order. The stage must be listed in the descriptor.
+   * `stage` is a postern_stage_t value taken as uint32_t: like every enum
+   * value a plugin passes to the host, it is never loaded as an enum and is
+   * range-checked (ABI 1.3 contract fix; the binary layout is unchanged and
+   * the enum constants still convert implicitly).
    * THREADING: only inside on_init.
-   * @return POSTERN_OK, POSTERN_ERR_INVALID for an unknown stage or one the
-   *   descriptor does not list.
+   * @return POSTERN_OK, POSTERN_ERR_INVALID (and an error in the log naming
+   *   the plugin and the value) for an unknown stage or one the descriptor
+   *   does not list.
    */
-  postern_status_t (*subscribe)(postern_host_t* host, postern_stage_t stage);
+  postern_status_t (*subscribe)(postern_host_t* host, uint32_t stage);
 
   /* --- configuration and environment -------------------------------------- */
 
@@ -751,8 +756,13 @@ typedef struct postern_host_api_v1 {
   postern_str_t (*state_dir)(postern_host_t* host);
   /** Milliseconds since the Unix epoch, from the host's clock (a test clock in FakeHost). */
   int64_t (*now_ms)(postern_host_t* host);
-  /** Writes one log line tagged with the plugin's name. THREADING: any thread. */
-  void (*log)(postern_host_t* host, postern_log_level_t level, postern_str_t message);
+  /**
+   * Writes one log line tagged with the plugin's name. `level` is a
+   * postern_log_level_t value taken as uint32_t; an unknown level writes the
+   * line at ERROR, prefixed with "invalid log level N: ".
+   * OWNERSHIP: `message` is copied. THREADING: any thread.
+   */
+  void (*log)(postern_host_t* host, uint32_t level, postern_str_t message);
 
   /* --- asynchronous services ---------------------------------------------- */
 
@@ -782,19 +792,26 @@ typedef struct postern_host_api_v1 {
   /**
    * Asynchronous DNS query through the host's resolver (cache honours TTL).
    * `cb` runs exactly once, on an I/O thread, with the answer, also on timeout
-   * (POSTERN_DNS_TIMEOUT after `timeout_ms`, 0 = host default).
+   * (POSTERN_DNS_TIMEOUT after `timeout_ms`, 0 = host default). `type` is
+   * a DNS RR type taken as uint32_t (postern_dns_type_t values, or any other
+   * IANA type 1..65535, rendered as in postern_dns_record_t).
    * THREADING: any thread. Never blocks.
+   * @return POSTERN_OK (cb will run); POSTERN_ERR_INVALID for a null cb or a
+   *   type 0 or above 65535 (cb is then not called); POSTERN_ERR_UNAVAILABLE
+   *   without a resolver or while unloading.
    */
-  postern_status_t (*dns_query)(postern_host_t* host, postern_str_t name, postern_dns_type_t type,
+  postern_status_t (*dns_query)(postern_host_t* host, postern_str_t name, uint32_t type,
                                 uint32_t timeout_ms, postern_dns_cb cb, void* user_plugin_ptr);
 
   /* --- the event (only during on_hook, on its thread) ----------------------- */
 
   /**
-   * Reads a property of the event. OWNERSHIP: host.
-   * LIFETIME: until on_hook returns. @return POSTERN_ERR_NOT_FOUND when unset.
+   * Reads a property of the event (`prop`: a postern_property_t value taken
+   * as uint32_t). OWNERSHIP: host.
+   * LIFETIME: until on_hook returns. @return POSTERN_ERR_NOT_FOUND when unset,
+   *   POSTERN_ERR_INVALID for an unknown property.
    */
-  postern_status_t (*event_get)(postern_event_t* ev, postern_property_t prop,
+  postern_status_t (*event_get)(postern_event_t* ev, uint32_t prop,
                                 postern_str_t* out_host_ptr);
   /** Number of accepted recipients of the transaction so far. */
   size_t (*event_rcpt_count)(postern_event_t* ev);
@@ -996,101 +1013,215 @@ typedef struct postern_host_api_v1 {
    */
   postern_status_t (*stream_post)(postern_stream_t* stream, postern_task_cb fn, void* user_plugin_ptr);
   /**
-   * Reads a property. OWNERSHIP: host. LIFETIME: until the handle is released
-   * (the TLS properties are set before on_tls). @return POSTERN_ERR_NOT_FOUND when unset.
+   * Reads a property (`prop`: a postern_stream_prop_t value taken as
+   * uint32_t). OWNERSHIP: host. LIFETIME: until the handle is released
+   * (the TLS properties are set before on_tls). @return POSTERN_ERR_NOT_FOUND
+   * when unset, POSTERN_ERR_INVALID for an unknown property.
    */
-  postern_status_t (*stream_get)(postern_stream_t* stream, postern_stream_prop_t prop, postern_str_t* out_host_ptr);
+  postern_status_t (*stream_get)(postern_stream_t* stream, uint32_t prop, postern_str_t* out_host_ptr);
 
   /**
    * The detail of the last failed dir_* / mbox_* / view_* call on this
-   * thread (one line for logs and client replies). OWNERSHIP: host.
-   * LIFETIME: until the next such call on this thread.
+   * thread (one line for logs and client replies).
+   * OWNERSHIP: host. LIFETIME: until the next such call on this thread.
+   * THREADING: any thread; answers for the calling thread only; no I/O.
    */
   postern_str_t (*last_error)(postern_host_t* host);
 
+  /*
+   * The directory and the mailbox store (ABI 1.2). Shared rules, restated
+   * on each entry below:
+   * - strings and arrays passed in are copied (or only read) before the call
+   *   returns; a `postern_mresult_t*` written to `*out` is the plugin's, freed
+   *   with mresult_free (one block, any thread); strings a dir_* call writes
+   *   into a `postern_account_info_t` are the host's and live until the next
+   *   dir_* call on the same thread;
+   * - every entry is thread-safe, and all but last_error, mresult_free,
+   *   mbox_release, view_release and mbox_usage block on SQLite, file I/O or
+   *   password hashing: call them from post_work, never from on_hook, a stream
+   *   callback or any other strand;
+   * - a failure leaves its one-line reason for last_error on the calling
+   *   thread; a null handle or out pointer answers POSTERN_ERR_INVALID.
+   */
+
   /**
    * Checks a login (address, `%` for `@`, or a local part of the default
-   * domain) and password for `service` (POSTERN_SERVICE_*). Blocks (password
-   * hashing): call from post_work. The strings in `out` live until the next
-   * dir_* call on this thread.
+   * domain) and password for `service` (POSTERN_SERVICE_*).
+   * OWNERSHIP: login and password are only read; the strings in `out` are
+   *   the host's.
+   * LIFETIME: `out`'s strings until the next dir_* call on this thread.
+   * THREADING: any thread; blocks (password hashing): call from post_work.
    * @return POSTERN_OK; POSTERN_ERR_NOT_FOUND for bad credentials or an
    *   account that is disabled or not allowed the service (indistinguishable
    *   on purpose); POSTERN_ERR_UNAVAILABLE without a directory.
    */
   postern_status_t (*dir_authenticate)(postern_host_t* host, postern_str_t login, postern_str_t password,
                                        uint32_t service, postern_account_info_t* out);
-  /** Looks an account up (no password check). Same lifetime rules; POSTERN_ERR_NOT_FOUND if none. */
+  /**
+   * Looks an account up (no password check).
+   * OWNERSHIP: the strings in `out` are the host's.
+   * LIFETIME: `out`'s strings until the next dir_* call on this thread.
+   * THREADING: any thread; blocks (SQLite): call from post_work.
+   * @return POSTERN_OK; POSTERN_ERR_NOT_FOUND if none; POSTERN_ERR_UNAVAILABLE
+   *   without a directory.
+   */
   postern_status_t (*dir_account)(postern_host_t* host, postern_str_t address, postern_account_info_t* out);
 
   /**
    * Opens an account's mailbox (canonical address, as dir_authenticate
-   * returned it), creating its store on first use. Blocking.
-   * @return POSTERN_OK with *out set; POSTERN_ERR_UNAVAILABLE without a store.
+   * returned it), creating its store on first use.
+   * OWNERSHIP: `*out` is the plugin's until mbox_release.
+   * LIFETIME: the handle stays valid until mbox_release (views opened from
+   *   it keep the account open longer).
+   * THREADING: any thread; blocks: call from post_work. The handle is
+   *   immutable and may be shared by threads.
+   * @return POSTERN_OK with *out set; POSTERN_ERR_NOT_FOUND for an address
+   *   the directory does not know; POSTERN_ERR_UNAVAILABLE without a store.
    */
   postern_status_t (*mbox_open)(postern_host_t* host, postern_str_t account, postern_mailbox_t** out);
+  /**
+   * Drops the handle from mbox_open. NULL is ignored.
+   * OWNERSHIP: consumes the plugin's handle. LIFETIME: `mb` is invalid afterwards.
+   * THREADING: any thread; does not block (no call on `mb` may still run).
+   */
   void (*mbox_release)(postern_mailbox_t* mb);
-  /** Frees a result. NULL is ignored. */
+  /**
+   * Frees a result. NULL is ignored.
+   * OWNERSHIP: consumes the plugin's result. LIFETIME: every pointer into it
+   *   is invalid afterwards. THREADING: any thread; does not block.
+   */
   void (*mresult_free)(postern_mresult_t* result);
 
-  /** Every folder, INBOX first, then by name: `folders`. */
+  /**
+   * Every folder, INBOX first, then by name: `folders`.
+   * OWNERSHIP: `*out` is the plugin's (mresult_free). LIFETIME: until mresult_free.
+   * THREADING: any thread; blocks: call from post_work.
+   */
   postern_status_t (*mbox_list_folders)(postern_mailbox_t* mb, postern_mresult_t** out);
-  /** One folder's counters: `folders[0]`. */
+  /**
+   * One folder's counters: `folders[0]`.
+   * OWNERSHIP: `name` is only read; `*out` is the plugin's (mresult_free).
+   * LIFETIME: until mresult_free. THREADING: any thread; blocks: call from post_work.
+   */
   postern_status_t (*mbox_folder_status)(postern_mailbox_t* mb, postern_str_t name, postern_mresult_t** out);
-  /** Creates a folder and missing parents; `special_use` "\\Sent"... or empty. */
+  /**
+   * Creates a folder and missing parents; `special_use` "\\Sent"... or empty.
+   * OWNERSHIP: the strings are only read. LIFETIME: n/a (no result).
+   * THREADING: any thread; blocks: call from post_work.
+   */
   postern_status_t (*mbox_create_folder)(postern_mailbox_t* mb, postern_str_t name, postern_str_t special_use);
-  /** Deletes a folder and its messages (INBOX: FORBIDDEN; children: HAS_CHILDREN). */
+  /**
+   * Deletes a folder and its messages (INBOX: FORBIDDEN; children: HAS_CHILDREN).
+   * OWNERSHIP: `name` is only read. LIFETIME: n/a (no result); open views of
+   *   the folder see POSTERN_MRESULT_GONE at their next view_refresh.
+   * THREADING: any thread; blocks: call from post_work.
+   */
   postern_status_t (*mbox_delete_folder)(postern_mailbox_t* mb, postern_str_t name);
-  /** Renames a folder with its children; INBOX's messages move (RFC 9051 §6.3.6). */
+  /**
+   * Renames a folder with its children; INBOX's messages move (RFC 9051 §6.3.6).
+   * OWNERSHIP: the strings are only read. LIFETIME: n/a (no result).
+   * THREADING: any thread; blocks: call from post_work.
+   */
   postern_status_t (*mbox_rename_folder)(postern_mailbox_t* mb, postern_str_t from, postern_str_t to);
+  /**
+   * Sets (subscribed != 0) or clears a folder's subscription (LSUB).
+   * OWNERSHIP: `name` is only read. LIFETIME: n/a (no result).
+   * THREADING: any thread; blocks: call from post_work.
+   */
   postern_status_t (*mbox_subscribe)(postern_mailbox_t* mb, postern_str_t name, int32_t subscribed);
   /**
    * Claims the folder's \Recent messages for the caller (RFC 3501 §2.3.2):
    * *first_recent_uid is the first UID recent to this session.
+   * OWNERSHIP: `name` is only read; `*first_recent_uid` is written.
+   * LIFETIME: n/a (no result). THREADING: any thread; blocks: call from post_work.
    */
   postern_status_t (*mbox_claim_recent)(postern_mailbox_t* mb, postern_str_t name, uint32_t* first_recent_uid);
   /**
    * Changes since `since` (same UIDVALIDITY, else STALE): `messages` changed
    * or new, `uids` expunged, uidvalidity/uidnext/highest_modseq, flags.
+   * OWNERSHIP: `name` is only read; `*out` is the plugin's (mresult_free).
+   * LIFETIME: until mresult_free. THREADING: any thread; blocks: call from post_work.
    */
   postern_status_t (*mbox_changes_since)(postern_mailbox_t* mb, postern_str_t name, uint32_t uidvalidity,
                                          uint64_t since, postern_mresult_t** out);
-  /** The message as stored (CRLF): `bytes`. NOT_FOUND when expunged meanwhile. */
+  /**
+   * The message as stored (CRLF): `bytes`. NOT_FOUND when expunged meanwhile.
+   * OWNERSHIP: `folder` is only read; `*out` (with the octets) is the
+   *   plugin's (mresult_free).
+   * LIFETIME: until mresult_free. THREADING: any thread; blocks (file I/O):
+   *   call from post_work.
+   */
   postern_status_t (*mbox_read_message)(postern_mailbox_t* mb, postern_str_t folder, uint32_t uid,
                                         postern_mresult_t** out);
   /**
    * STORE: `messages` the listed messages that exist and were not refused
    * by UNCHANGEDSINCE, in their state after the change; `uids`
    * the RFC 7162 MODIFIED ones (when has_unchanged_since), highest_modseq.
+   * `op` is a postern_flag_op_t value taken as uint32_t (ABI 1.3 contract
+   * fix; the binary layout is unchanged): any other value is INVALID.
    * INVALID for a keyword that is not an IMAP atom.
+   * OWNERSHIP: `folder`, `uids` and `keywords` are only read; `*out` is the
+   *   plugin's (mresult_free).
+   * LIFETIME: until mresult_free. THREADING: any thread; blocks: call from post_work.
    */
   postern_status_t (*mbox_store_flags)(postern_mailbox_t* mb, postern_str_t folder, const uint32_t* uids,
-                                       size_t uid_count, postern_flag_op_t op, uint32_t flags,
+                                       size_t uid_count, uint32_t op, uint32_t flags,
                                        const postern_str_t* keywords, size_t keyword_count,
                                        int32_t has_unchanged_since, uint64_t unchanged_since,
                                        postern_mresult_t** out);
-  /** Removes messages (postern_expunge_mode_t): `uids` removed, ascending. */
+  /**
+   * Removes messages: `uids` removed, ascending. `mode` is a
+   * postern_expunge_mode_t value taken as uint32_t (ABI 1.3 contract fix):
+   * any other value is INVALID.
+   * OWNERSHIP: `folder` and `uids` are only read; `*out` is the plugin's
+   *   (mresult_free).
+   * LIFETIME: until mresult_free. THREADING: any thread; blocks: call from post_work.
+   */
   postern_status_t (*mbox_expunge)(postern_mailbox_t* mb, postern_str_t folder, const uint32_t* uids,
-                                   size_t uid_count, postern_expunge_mode_t mode, postern_mresult_t** out);
+                                   size_t uid_count, uint32_t mode, postern_mresult_t** out);
   /**
    * APPEND (the account's quota applies: OVER_QUOTA). internal_date < 0 means
    * now. `uidvalidity` and `uid` (APPENDUID).
+   * OWNERSHIP: `folder`, `message` and `keywords` are copied into the store;
+   *   `*out` is the plugin's (mresult_free).
+   * LIFETIME: until mresult_free. THREADING: any thread; blocks (file I/O,
+   *   fsync): call from post_work.
    */
   postern_status_t (*mbox_append)(postern_mailbox_t* mb, postern_str_t folder, postern_bytes_t message,
                                   uint32_t flags, const postern_str_t* keywords, size_t keyword_count,
                                   int64_t internal_date, postern_mresult_t** out);
-  /** COPY (quota applies): `uidvalidity` of the target and `uid_pairs`. Missing UIDs are skipped. */
+  /**
+   * COPY (quota applies): `uidvalidity` of the target and `uid_pairs`. Missing UIDs are skipped.
+   * OWNERSHIP: the strings and `uids` are only read; `*out` is the plugin's (mresult_free).
+   * LIFETIME: until mresult_free. THREADING: any thread; blocks: call from post_work.
+   */
   postern_status_t (*mbox_copy)(postern_mailbox_t* mb, postern_str_t from, const uint32_t* uids, size_t uid_count,
                                 postern_str_t to, postern_mresult_t** out);
-  /** MOVE, atomic (RFC 6851): like mbox_copy, and the originals vanish in the same commit. */
+  /**
+   * MOVE, atomic (RFC 6851): like mbox_copy, and the originals vanish in the same commit.
+   * OWNERSHIP: the strings and `uids` are only read; `*out` is the plugin's (mresult_free).
+   * LIFETIME: until mresult_free. THREADING: any thread; blocks: call from post_work.
+   */
   postern_status_t (*mbox_move)(postern_mailbox_t* mb, postern_str_t from, const uint32_t* uids, size_t uid_count,
                                 postern_str_t to, postern_mresult_t** out);
-  /** Octets used by the account (cached, no I/O) and its quota (0 = none). */
+  /**
+   * Octets used by the account (cached) and its quota (0 = none).
+   * OWNERSHIP: both out values are written (neither may be NULL).
+   * LIFETIME: n/a (values). THREADING: any thread; no I/O, cheap enough for
+   *   a stream callback or a reply path.
+   */
   postern_status_t (*mbox_usage)(postern_mailbox_t* mb, uint64_t* used_bytes, uint64_t* quota_bytes);
 
   /**
    * Opens a view of a folder (SELECT, EXAMINE, the POP3 maildrop): `messages`
    * the whole snapshot (message sequence number = index + 1), uidvalidity,
    * uidnext, highest_modseq, and `folders[0]` the folder's counters.
+   * OWNERSHIP: `*view` is the plugin's until view_release; `*out` is the
+   *   plugin's (mresult_free).
+   * LIFETIME: the view until view_release (it may outlive mbox_release of
+   *   `mb`: it keeps the account open); the result until mresult_free.
+   * THREADING: any thread; blocks: call from post_work. The view is then
+   *   used by one thread at a time (a misuse is serialised by a mutex).
    */
   postern_status_t (*mbox_open_folder)(postern_mailbox_t* mb, postern_str_t name, postern_folder_view_t** view,
                                        postern_mresult_t** out);
@@ -1098,8 +1229,17 @@ typedef struct postern_host_api_v1 {
    * Brings the view up to date: `uids` expunged from it (ascending, as they
    * were in it), `messages` added at its end, `changed` with new flags,
    * uidvalidity/uidnext/highest_modseq; flags GONE when the folder is no more.
+   * OWNERSHIP: `*out` is the plugin's (mresult_free).
+   * LIFETIME: until mresult_free. THREADING: one thread at a time per view;
+   *   blocks: call from post_work.
    */
   postern_status_t (*view_refresh)(postern_folder_view_t* view, postern_mresult_t** out);
+  /**
+   * Closes a view. NULL is ignored.
+   * OWNERSHIP: consumes the plugin's view. LIFETIME: `view` is invalid
+   *   afterwards (the account closes with its last handle).
+   * THREADING: any thread, not while another call on the view runs; does not block.
+   */
   void (*view_release)(postern_folder_view_t* view);
 
   /* --- added in ABI 1.3: admin commands ------------------------------------ */
@@ -1248,6 +1388,83 @@ typedef struct postern_host_api_v1 {
    */
   postern_status_t (*inject)(postern_host_t* host, const postern_inject_request_t* request, postern_inject_cb done,
                              void* user_plugin_ptr);
+
+  /* --- added in ABI 1.3: envelope sender and body edits -------------------- */
+
+  /**
+   * Changes the envelope sender (MAIL FROM) of the transaction, as milter's
+   * SMFIR_CHGFROM does. `address` is the new reverse-path without <> (empty:
+   * the null sender <>); it must parse as a reverse-path (RFC 5321 §4.1.2;
+   * UTF-8 only when the transaction or `esmtp_args` has SMTPUTF8).
+   * `esmtp_args` are MAIL parameters separated by spaces, each replacing the
+   * transaction's value of that parameter (the others are kept; empty: keep
+   * them all): "RET=FULL|HDRS", "ENVID=<xtext>", "BODY=7BIT|8BITMIME",
+   * "SMTPUTF8"; "SIZE=n" and "AUTH=..." are accepted and ignored; anything
+   * else is INVALID. The last change of a transaction wins.
+   * Effect: the spool file's envelope carries the new sender and parameters,
+   * so delivery uses it (the local Return-Path: field, the remote MAIL FROM)
+   * and so do DSNs (sent to the new sender). The Received: field posternd
+   * added keeps naming the client; the message itself is not changed.
+   * Hooks later in the chain see the new sender in POSTERN_PROP_MAIL_FROM
+   * (a synchronous change at once, a pending one once its completion applied).
+   * Allowed at data_end only (like milter's end-of-message actions): the
+   * message is final, nothing is spooled yet. The queue's delivery stage
+   * cannot change the spooled envelope (POSTERN_ERR_UNAVAILABLE).
+   * OWNERSHIP: the strings are copied before the call returns.
+   * LIFETIME: the change lives with the transaction (RSET drops it).
+   * THREADING: only during on_hook, on its thread.
+   * @return POSTERN_OK; POSTERN_ERR_INVALID for an address that is not a
+   *   reverse-path or a bad, unknown or repeated parameter;
+   *   POSTERN_ERR_UNAVAILABLE at any other stage or without a transaction.
+   */
+  postern_status_t (*event_mail_from_set)(postern_event_t* ev, postern_str_t address, postern_str_t esmtp_args);
+  /**
+   * Replaces the message body (everything after the header section's empty
+   * line), as milter's SMFIR_REPLBODY does: the header section stays, and
+   * header edits still apply to it. `body` is the new body as octets in its
+   * final transfer encoding (no dot-stuffing); CRLF or bare LF line ends
+   * (bare LF becomes CRLF, a missing final line end is added); a NUL or a
+   * bare CR is INVALID; the body (with its line ends normalized) may not
+   * exceed the listener's max-message-size. An empty body is allowed. The last
+   * replacement of a transaction wins. The plugin keeps the headers
+   * consistent with the new body (Content-Type, Content-Transfer-Encoding:
+   * change them with event_header_change; 8-bit octets need BODY=8BITMIME,
+   * set with event_mail_from_set).
+   * Effect: the spool file holds the new body; delivery and every queue
+   * hook (delivery stage, message_* calls there) see it. Hooks later in the
+   * same data_end chain still read the message as received through
+   * event_message (it is not parsed again on the session's strand).
+   * DKIM: a signature made before (by the sender) no longer verifies once
+   * the body changed: verify in a hook that runs before the edit (earlier
+   * in manifest order), and sign after every edit (at the delivery stage,
+   * or last at data_end).
+   * Allowed at data_end only; POSTERN_ERR_UNAVAILABLE elsewhere.
+   * OWNERSHIP: `body` is copied before the call returns.
+   * LIFETIME: the replacement lives with the transaction (RSET drops it).
+   * THREADING: only during on_hook, on its thread.
+   * @return POSTERN_OK; POSTERN_ERR_INVALID for NUL, a bare CR, a
+   *   {NULL, n>0} buffer or a body too large; POSTERN_ERR_UNAVAILABLE at any
+   *   other stage or without a transaction.
+   */
+  postern_status_t (*event_body_replace)(postern_event_t* ev, postern_bytes_t body);
+  /**
+   * The same two edits through a pending handle, after the hook returned
+   * PENDING (a milter or a scanner answers late): same checks, same stage
+   * rule (fixed at event_defer: data_end only), same effect. Like the other
+   * pending edits they are recorded at once and applied on the session's
+   * strand when the completion arrives there, before its verdict is acted on
+   * (a QUARANTINE verdict then spools the edited message into quarantine);
+   * they are dropped with a completion that is late, refused or flags
+   * POSTERN_RESULT_ERROR. The body is copied and validated in the call
+   * (against the size limit known at event_defer).
+   * OWNERSHIP: strings and body are copied before the call returns.
+   * LIFETIME: the handle must be held (a reference not yet released).
+   * THREADING: any thread.
+   * @return as event_mail_from_set / event_body_replace, and
+   *   POSTERN_ERR_UNAVAILABLE once the hook completed or timed out.
+   */
+  postern_status_t (*pending_mail_from_set)(postern_pending_t* p, postern_str_t address, postern_str_t esmtp_args);
+  postern_status_t (*pending_body_replace)(postern_pending_t* p, postern_bytes_t body);
 } postern_host_api_v1_t;
 
 /* ------------------------------------------------------------------------ */
@@ -1280,7 +1497,13 @@ typedef struct postern_plugin_v1 {
    * Called for each subscribed stage, in manifest order.
    * THREADING: on the session's strand; calls for one session never overlap,
    *   calls for different sessions may run on different threads at once.
-   * @return the verdict; POSTERN_VERDICT_PENDING after event_defer().
+   * @return the verdict; POSTERN_VERDICT_PENDING after event_defer(). The
+   *   host reads the returned value as a uint32_t, never as the enum (ABI
+   *   1.3 contract fix; plugins keep this signature): a value that is not a
+   *   postern_verdict_t is a plugin fault, logged with the plugin, the stage
+   *   and the value, and handled like a hook that failed (the manifest's
+   *   on-failure applies). `result->verdict` of pending_complete is checked
+   *   the same way.
    */
   postern_verdict_t (*on_hook)(void* instance, postern_stage_t stage, postern_event_t* ev,
                                postern_hook_result_t* result);

@@ -33,7 +33,11 @@
  *
  * Rules enforced as posternd enforces them: subscribe only during on_init and
  * only for declared stages (set_declared_stages()); header edits only at
- * mail_from..data_end; recipient edits only at data_end; one event_defer per
+ * mail_from..data_end; recipient, sender and body edits (ABI 1.3) only at
+ * data_end, with posternd's checks (FakeResult::sender_change(),
+ * replaced_body()); enum values a plugin passes (stage, log level, DNS type,
+ * property, flag op, expunge mode) and on_hook's verdict are read as
+ * integers and range-checked; one event_defer per
  * hook call; no deferral of observer events; first completion wins, later ones
  * return POSTERN_ERR_UNAVAILABLE and are counted in late_completions().
  *
@@ -149,6 +153,15 @@ struct FakeSymbol {
   std::string detail;
 };
 
+/**
+ * An envelope sender change requested at data_end (ABI 1.3 event_mail_from_set
+ * / pending_mail_from_set), as the plugin passed it after FakeHost's checks.
+ */
+struct SenderChange {
+  std::string address;     ///< without <>; "" = the null sender
+  std::string esmtp_args;  ///< the MAIL parameters as given ("RET=HDRS ENVID=x")
+};
+
 /** A header edit requested by a hook (applied by posternd when it stores the message). */
 struct HeaderEdit {
   enum class Kind { Add, Change, Remove };
@@ -212,6 +225,13 @@ class FakeEvent {
   }
   const std::optional<std::string>& message_raw() const { return message_; }
 
+  /** The listener's max-message-size a replaced body must keep (ABI 1.3; 0 = none, the default). */
+  FakeEvent& set_max_message_size(uint64_t octets) {
+    max_message_size_ = octets;
+    return *this;
+  }
+  uint64_t max_message_size() const { return max_message_size_; }
+
   /** Score of the session and transaction before this hook (event_score adds the hook's symbols). */
   FakeEvent& set_score(double s) {
     score_ = s;
@@ -240,6 +260,7 @@ class FakeEvent {
   std::vector<std::string> rcpts_;
   std::optional<std::string> message_;
   double score_ = 0;
+  uint64_t max_message_size_ = 0;
 };
 
 namespace detail {
@@ -274,6 +295,11 @@ struct RunState : std::enable_shared_from_this<RunState> {
   std::vector<HeaderEdit> pending_header_edits;
   std::vector<std::string> pending_rcpt_added;
   std::vector<std::string> pending_rcpt_removed;
+  // Sender and body edits (ABI 1.3, data_end): the last one wins.
+  std::optional<SenderChange> sender_change;
+  std::optional<std::string> body_replacement;
+  std::optional<SenderChange> pending_sender_change;
+  std::optional<std::string> pending_body_replacement;
   std::map<std::string, std::string> tags;  // the session's tags after the hook
   std::shared_ptr<void> event_ctx;  // keeps the event handle valid (but inactive) after on_hook
 };
@@ -346,6 +372,10 @@ class FakeResult {
   }
   std::vector<std::string> recipients_added() const { return read([](auto& s) { return s.rcpt_added; }); }
   std::vector<std::string> recipients_removed() const { return read([](auto& s) { return s.rcpt_removed; }); }
+  /** The envelope sender change the hook made (ABI 1.3), if any. */
+  std::optional<SenderChange> sender_change() const { return read([](auto& s) { return s.sender_change; }); }
+  /** The replacement body the hook gave (ABI 1.3), normalized to CRLF as posternd does, if any. */
+  std::optional<std::string> replaced_body() const { return read([](auto& s) { return s.body_replacement; }); }
   /** The session's tags after the hook (those of the event plus what the hook set). */
   std::map<std::string, std::string> tags() const { return read([](auto& s) { return s.tags; }); }
   std::optional<std::string> tag(const std::string& key) const {
@@ -469,6 +499,7 @@ struct PendingRec {
   std::shared_ptr<Core> core;
   Stage stage = Stage::Connect;         // fixes which pending edits are allowed (ABI 1.3)
   std::vector<std::string> recipients;  // at event_defer: pending_rcpt_remove's NOT_FOUND
+  uint64_t max_message_size = 0;        // at event_defer: pending_body_replace's limit
 };
 
 /** One cron job registered with cron_add (ABI 1.1). */
@@ -655,6 +686,80 @@ inline bool plausible_address(std::string_view a) {
 }
 
 /**
+ * The checks posternd makes on a sender change (ABI 1.3): the address empty
+ * (null sender) or a plausible mailbox without spaces, and MAIL parameters
+ * RET=FULL|HDRS, ENVID=<xtext, 1..100>, BODY=7BIT|8BITMIME, SMTPUTF8 (no
+ * value), SIZE and AUTH (ignored), each at most once. posternd's parser
+ * (core/smtp/address) is stricter about the address's syntax.
+ */
+inline bool valid_sender_change(std::string_view address, std::string_view args) {
+  if (!address.empty() && !plausible_address(address)) return false;
+  auto upper = [](std::string_view v) {
+    std::string u(v);
+    for (char& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return u;
+  };
+  std::vector<std::string> seen;
+  size_t pos = 0;
+  while (pos < args.size()) {
+    if (args[pos] == ' ') {
+      ++pos;
+      continue;
+    }
+    const size_t end = std::min(args.find(' ', pos), args.size());
+    const std::string_view tok = args.substr(pos, end - pos);
+    pos = end;
+    const size_t eq = tok.find('=');
+    const std::string key = upper(tok.substr(0, eq));
+    const bool has_value = eq != std::string_view::npos;
+    const std::string_view value = has_value ? tok.substr(eq + 1) : std::string_view{};
+    if (std::find(seen.begin(), seen.end(), key) != seen.end()) return false;
+    seen.push_back(key);
+    if (has_value && value.empty()) return false;
+    if (key == "RET") {
+      if (upper(value) != "FULL" && upper(value) != "HDRS") return false;
+    } else if (key == "BODY") {
+      if (upper(value) != "7BIT" && upper(value) != "8BITMIME") return false;
+    } else if (key == "ENVID") {
+      if (value.empty() || value.size() > 100 ||
+          std::any_of(value.begin(), value.end(), [](char c) { return c < 33 || c > 126 || c == '='; }))
+        return false;
+    } else if (key == "SMTPUTF8") {
+      if (has_value) return false;
+    } else if (key != "SIZE" && key != "AUTH") {
+      return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * A replacement body as posternd takes it (ABI 1.3): NUL or a bare CR
+ * refuse it, a bare LF becomes CRLF, a final line end is added; above
+ * `limit` (0 = none) it is refused. @return nullopt when refused.
+ */
+inline std::optional<std::string> normalized_body(postern_bytes_t body, uint64_t limit) {
+  if ((body.ptr == nullptr && body.len != 0) || (limit != 0 && body.len > limit)) return std::nullopt;
+  const std::string_view in(reinterpret_cast<const char*>(body.ptr), body.len);
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '\0') return std::nullopt;
+    if (in[i] == '\r') {
+      if (i + 1 >= in.size() || in[i + 1] != '\n') return std::nullopt;
+      ++i;
+      out += "\r\n";
+    } else if (in[i] == '\n') {
+      out += "\r\n";
+    } else {
+      out += in[i];
+    }
+  }
+  if (!out.empty() && out.back() != '\n') out += "\r\n";
+  if (limit != 0 && out.size() > limit) return std::nullopt;
+  return out;
+}
+
+/**
  * Completes a run once. @return false (and counts a late completion when
  * `count_late`) if it was already complete.
  */
@@ -675,7 +780,11 @@ bool complete_run(Core& core, RunState& run, bool count_late, Fill fill) {
       std::move(run.pending_rcpt_added.begin(), run.pending_rcpt_added.end(), std::back_inserter(run.rcpt_added));
       std::move(run.pending_rcpt_removed.begin(), run.pending_rcpt_removed.end(),
                 std::back_inserter(run.rcpt_removed));
+      if (run.pending_sender_change) run.sender_change = std::move(run.pending_sender_change);
+      if (run.pending_body_replacement) run.body_replacement = std::move(run.pending_body_replacement);
     }
+    run.pending_sender_change.reset();
+    run.pending_body_replacement.reset();
     run.pending_header_edits.clear();
     run.pending_rcpt_added.clear();
     run.pending_rcpt_removed.clear();
@@ -1062,9 +1171,15 @@ inline void unload_slot(Core& core, Slot& slot) {
 /** The host API table: every function of postern_host_api_v1_t. */
 struct Api {
   // --- registration
-  static postern_status_t subscribe(postern_host_t* h, postern_stage_t stage) {
+  static postern_status_t subscribe(postern_host_t* h, uint32_t stage) {
     Slot* s = slot_of(h);
-    if (s == nullptr || static_cast<size_t>(stage) >= kStageCount) return POSTERN_ERR_INVALID;
+    if (s == nullptr) return POSTERN_ERR_INVALID;
+    if (stage >= kStageCount) {
+      // As posternd: the value is range-checked as an integer and the fault logged.
+      s->core->log(LogLevel::Error, "fakehost", s->name + ": subscribe to stage " + std::to_string(stage) +
+                                                   ", which is not a postern_stage_t");
+      return POSTERN_ERR_INVALID;
+    }
     if (!s->initialising) return POSTERN_ERR_UNAVAILABLE;
     {
       std::lock_guard lock(s->core->mu);
@@ -1121,8 +1236,13 @@ struct Api {
   }
   static postern_str_t state_dir(postern_host_t* h) { return str(slot_of(h)->state_dir_str); }
   static int64_t now_ms(postern_host_t* h) { return slot_of(h)->core->now_ms.load(); }
-  static void log(postern_host_t* h, postern_log_level_t level, postern_str_t message) {
+  static void log(postern_host_t* h, uint32_t level, postern_str_t message) {
     Slot* s = slot_of(h);
+    if (level > POSTERN_LOG_ERROR) {  // as posternd: kept, at ERROR, with the bad level named
+      s->core->log(LogLevel::Error, s->name,
+                   "invalid log level " + std::to_string(level) + ": " + std::string(sv(message)));
+      return;
+    }
     s->core->log(static_cast<LogLevel>(level), s->name, std::string(sv(message)));
   }
 
@@ -1170,10 +1290,18 @@ struct Api {
     // postern_abi.h: a cancelled timer's callback still runs once, with fired = 0.
     if (cancelled) cancelled->timer_cb(cancelled->user, 0);
   }
-  static postern_status_t dns_query(postern_host_t* h, postern_str_t name, postern_dns_type_t type, uint32_t timeout_ms,
+  static postern_status_t dns_query(postern_host_t* h, postern_str_t name, uint32_t raw_type, uint32_t timeout_ms,
                                     postern_dns_cb cb, void* user) {
     Slot* s = slot_of(h);
     if (s == nullptr || cb == nullptr || sv(name).empty()) return POSTERN_ERR_INVALID;
+    // The type arrives as an integer (ABI 1.3). posternd takes any RR type
+    // 1..65535; FakeHost answers only the postern_dns_type_t ones (its DNS
+    // table is keyed by them) and refuses others as posternd refuses 0.
+    static constexpr uint32_t kTypes[] = {POSTERN_DNS_A,   POSTERN_DNS_NS,  POSTERN_DNS_CNAME, POSTERN_DNS_SOA,
+                                          POSTERN_DNS_PTR, POSTERN_DNS_MX,  POSTERN_DNS_TXT,   POSTERN_DNS_AAAA,
+                                          POSTERN_DNS_SRV, POSTERN_DNS_TLSA};
+    if (std::find(std::begin(kTypes), std::end(kTypes), raw_type) == std::end(kTypes)) return POSTERN_ERR_INVALID;
+    const auto type = static_cast<postern_dns_type_t>(raw_type);  // one of its enumerators
     Core& core = *s->core;
     std::lock_guard lock(core.mu);
     const std::string key = lower_dns_name(sv(name));
@@ -1279,10 +1407,11 @@ struct Api {
     }
     return c;
   }
-  static postern_status_t event_get(postern_event_t* e, postern_property_t prop, postern_str_t* out) {
+  static postern_status_t event_get(postern_event_t* e, uint32_t raw_prop, postern_str_t* out) {
     EventCtx* c = live(e);
     if (c == nullptr || out == nullptr) return POSTERN_ERR_INVALID;
-    if (static_cast<size_t>(prop) >= POSTERN_PROP_COUNT_V1_0) return POSTERN_ERR_INVALID;
+    if (raw_prop >= POSTERN_PROP_COUNT_V1_0) return POSTERN_ERR_INVALID;
+    const auto prop = static_cast<postern_property_t>(raw_prop);  // in range: a valid enumerator
     auto it = c->event.properties().find(prop);
     if (it == c->event.properties().end()) return POSTERN_ERR_NOT_FOUND;
     // As in posternd: an empty value is "unset", except the null reverse-path.
@@ -1384,6 +1513,7 @@ struct Api {
     rec->core = c->slot->core->self.lock();
     rec->stage = c->event.stage();
     rec->recipients = c->event.recipients();
+    rec->max_message_size = c->event.max_message_size();
     return reinterpret_cast<postern_pending_t*>(rec);
   }
 
@@ -1435,6 +1565,45 @@ struct Api {
                      [&](const std::string& r) { return iequals(r, sv(address)); }))
       return POSTERN_ERR_NOT_FOUND;
     rec->run->pending_rcpt_removed.emplace_back(sv(address));
+    return POSTERN_OK;
+  }
+
+  // --- sender and body edits (ABI 1.3): data_end only, as posternd
+  static postern_status_t event_mail_from_set(postern_event_t* e, postern_str_t address, postern_str_t esmtp_args) {
+    EventCtx* c = live(e);
+    if (c == nullptr || c->event.stage() != Stage::DataEnd) return POSTERN_ERR_UNAVAILABLE;
+    if (!valid_sender_change(sv(address), sv(esmtp_args))) return POSTERN_ERR_INVALID;
+    c->event.set(POSTERN_PROP_MAIL_FROM, std::string(sv(address)));  // the hook reads its own change back
+    std::lock_guard lock(c->run->mu);
+    c->run->sender_change = SenderChange{std::string(sv(address)), std::string(sv(esmtp_args))};
+    return POSTERN_OK;
+  }
+  static postern_status_t event_body_replace(postern_event_t* e, postern_bytes_t body) {
+    EventCtx* c = live(e);
+    if (c == nullptr || c->event.stage() != Stage::DataEnd) return POSTERN_ERR_UNAVAILABLE;
+    std::optional<std::string> normalized = normalized_body(body, c->event.max_message_size());
+    if (!normalized) return POSTERN_ERR_INVALID;
+    std::lock_guard lock(c->run->mu);
+    c->run->body_replacement = std::move(normalized);
+    return POSTERN_OK;
+  }
+  static postern_status_t pending_mail_from_set(postern_pending_t* p, postern_str_t address, postern_str_t esmtp_args) {
+    if (p == nullptr) return POSTERN_ERR_INVALID;
+    PendingRec* rec = rec_of(p);
+    std::lock_guard lock(rec->run->mu);
+    if (rec->run->completed || rec->stage != Stage::DataEnd) return POSTERN_ERR_UNAVAILABLE;
+    if (!valid_sender_change(sv(address), sv(esmtp_args))) return POSTERN_ERR_INVALID;
+    rec->run->pending_sender_change = SenderChange{std::string(sv(address)), std::string(sv(esmtp_args))};
+    return POSTERN_OK;
+  }
+  static postern_status_t pending_body_replace(postern_pending_t* p, postern_bytes_t body) {
+    if (p == nullptr) return POSTERN_ERR_INVALID;
+    PendingRec* rec = rec_of(p);
+    std::lock_guard lock(rec->run->mu);
+    if (rec->run->completed || rec->stage != Stage::DataEnd) return POSTERN_ERR_UNAVAILABLE;
+    std::optional<std::string> normalized = normalized_body(body, rec->max_message_size);
+    if (!normalized) return POSTERN_ERR_INVALID;
+    rec->run->pending_body_replacement = std::move(normalized);
     return POSTERN_OK;
   }
 
@@ -1617,9 +1786,10 @@ struct Api {
     s->posted.emplace_back(fn, user);
     return POSTERN_OK;
   }
-  static postern_status_t stream_get(postern_stream_t* st, postern_stream_prop_t prop, postern_str_t* out) {
+  static postern_status_t stream_get(postern_stream_t* st, uint32_t raw_prop, postern_str_t* out) {
     StreamState* s = stream_of(st);
-    if (s == nullptr || out == nullptr) return POSTERN_ERR_INVALID;
+    if (s == nullptr || out == nullptr || raw_prop > POSTERN_STREAM_CLEARTEXT_AUTH) return POSTERN_ERR_INVALID;
+    const auto prop = static_cast<postern_stream_prop_t>(raw_prop);  // in range: a valid enumerator
     std::lock_guard lock(s->mu);
     auto it = s->props.find(prop);
     if (it == s->props.end() || it->second.empty()) return POSTERN_ERR_NOT_FOUND;
@@ -1901,13 +2071,14 @@ struct Api {
     });
   }
   static postern_status_t mbox_store_flags(postern_mailbox_t* m, postern_str_t folder, const uint32_t* uids,
-                                           size_t uid_count, postern_flag_op_t op, uint32_t flags,
+                                           size_t uid_count, uint32_t raw_op, uint32_t flags,
                                            const postern_str_t* keywords, size_t keyword_count,
                                            int32_t has_unchanged_since, uint64_t unchanged_since,
                                            postern_mresult_t** out) {
     if (out == nullptr || (uids == nullptr && uid_count != 0) || (keywords == nullptr && keyword_count != 0) ||
-        op > POSTERN_FLAGS_REMOVE || (flags & ~0x1Fu) != 0)
+        raw_op > POSTERN_FLAGS_REMOVE || (flags & ~0x1Fu) != 0)
       return mail_fail(POSTERN_ERR_INVALID, "invalid argument");
+    const auto op = static_cast<postern_flag_op_t>(raw_op);  // in range: a valid enumerator
     return with_box(m, out, [&](FakeMailbox& mb) {
       std::optional<uint64_t> since;
       if (has_unchanged_since != 0) since = unchanged_since;
@@ -1922,9 +2093,10 @@ struct Api {
     });
   }
   static postern_status_t mbox_expunge(postern_mailbox_t* m, postern_str_t folder, const uint32_t* uids,
-                                       size_t uid_count, postern_expunge_mode_t mode, postern_mresult_t** out) {
-    if (out == nullptr || (uids == nullptr && uid_count != 0) || mode > POSTERN_EXPUNGE_ALL_DELETED)
+                                       size_t uid_count, uint32_t raw_mode, postern_mresult_t** out) {
+    if (out == nullptr || (uids == nullptr && uid_count != 0) || raw_mode > POSTERN_EXPUNGE_ALL_DELETED)
       return mail_fail(POSTERN_ERR_INVALID, "invalid argument");
+    const auto mode = static_cast<postern_expunge_mode_t>(raw_mode);  // in range: a valid enumerator
     return with_box(m, out, [&](FakeMailbox& mb) {
       std::vector<uint32_t> list;
       if (mode != POSTERN_EXPUNGE_ALL_DELETED) list.assign(uids, uids + uid_count);
@@ -2161,6 +2333,10 @@ struct Api {
         &stream_connect,
         &stream_connect_cancel,
         &inject,
+        &event_mail_from_set,
+        &event_body_replace,
+        &pending_mail_from_set,
+        &pending_body_replace,
     };
     return &t;
   }
@@ -2796,8 +2972,12 @@ class FakeHost {
 
     postern_hook_result_t result{};
     result.struct_size = sizeof result;
-    const postern_verdict_t v = s.table->on_hook(s.instance, static_cast<postern_stage_t>(event.stage()),
-                                                 reinterpret_cast<postern_event_t*>(ctx.get()), &result);
+    // As posternd's loader: on_hook through its integer mirror, so a verdict
+    // outside postern_verdict_t is never loaded into the enum type.
+    using OnHookAsInteger = uint32_t (*)(void*, uint32_t, postern_event_t*, postern_hook_result_t*);
+    const auto on_hook = reinterpret_cast<OnHookAsInteger>(reinterpret_cast<void (*)()>(s.table->on_hook));
+    const uint32_t v = on_hook(s.instance, static_cast<uint32_t>(event.stage()),
+                               reinterpret_cast<postern_event_t*>(ctx.get()), &result);
     ctx->active = false;
 
     if (v == POSTERN_VERDICT_PENDING) {
@@ -2823,13 +3003,13 @@ class FakeHost {
         }
       }
     } else {
-      const bool valid = static_cast<uint32_t>(v) < POSTERN_VERDICT_PENDING;
+      const bool valid = v < POSTERN_VERDICT_PENDING;
       if (!detail::complete_run(*core_, *state, false, [&](detail::RunState& r) {
             detail::copy_result(r, result);
             r.verdict = valid ? static_cast<Verdict>(v) : Verdict::Continue;
             if (!valid) {
               r.failed = true;
-              r.text = "on_hook returned an unknown verdict " + std::to_string(static_cast<int>(v));
+              r.text = "on_hook returned an unknown verdict " + std::to_string(v);
             }
           })) {
         // It deferred, completed from inside the hook and then answered directly: the answer counts twice.
