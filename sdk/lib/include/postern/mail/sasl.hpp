@@ -72,6 +72,13 @@ enum class SaslError : uint8_t {
 /** @return a short English description of `error` for logs ("invalid base64"). */
 std::string_view sasl_error_text(SaslError error);
 
+/**
+ * The longest login name the services take (IMAP LOGIN, POP3 USER); longer ones are
+ * refused before any lookup. Accounts are mail addresses, at most 254 octets (RFC 5321
+ * §4.5.3.1.3 with the path's angle brackets removed); 1 KiB leaves room to spare.
+ */
+inline constexpr size_t kMaxLoginName = 1024;
+
 /** Bounds and policy for one exchange. */
 struct SaslLimits {
   /**
