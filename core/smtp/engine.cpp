@@ -445,6 +445,10 @@ void SmtpEngine::delay_done() {
   delay_for_ = DelayFor::None;
   if (what == DelayFor::Tarpit) rcpt_continue();
   else if (what == DelayFor::AuthFailure) error_reply(auth_failed_reply());
+  else if (what == DelayFor::AuthPenalty && penalized_) {
+    request_ = std::move(*penalized_);
+    penalized_.reset();
+  }
   process();
 }
 
@@ -707,7 +711,20 @@ void SmtpEngine::auth_step(mail::SaslStep step) {
   if (step.kind == Kind::Credentials) {
     sasl_mechanism_ = mechanism;
     sasl_login_ = step.credentials.authcid;
-    request_ = PasswordRequest{std::move(step.credentials.authcid), std::move(step.credentials.password)};
+    PasswordRequest check{std::move(step.credentials.authcid), std::move(step.credentials.password)};
+    // Like Dovecot's auth penalty: the address first waits out what its earlier failures
+    // still owe, so dropping the connection instead of waiting for the 535 and guessing on
+    // another connection gains nothing.
+    const auto penalty = services_.login_throttle
+                             ? services_.login_throttle->penalty(info_.peer_ip, monotonic_now())
+                             : std::chrono::milliseconds(0);
+    if (penalty.count() > 0) {
+      penalized_ = std::move(check);
+      delay_for_ = DelayFor::AuthPenalty;
+      request_ = DelayRequest{penalty};
+      return;
+    }
+    request_ = std::move(check);
     return;
   }
   if (auto r = sasl_error_reply(step.error)) return error_reply(*r);

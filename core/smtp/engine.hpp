@@ -179,7 +179,7 @@ class SmtpEngine {
   enum class Phase { Command, AuthResponse, Data, Bdat };
   enum class LineResult { Ok, NeedMore, TooLong, Flood };
   /** What a DelayRequest is for. */
-  enum class DelayFor { None, Tarpit, AuthFailure };
+  enum class DelayFor { None, Tarpit, AuthFailure, AuthPenalty };
 
   // Output
   void reply(const Reply& r);
@@ -271,6 +271,7 @@ class SmtpEngine {
   std::optional<mail::SaslExchange> sasl_;
   std::string sasl_mechanism_;
   std::string sasl_login_;             // the login name of the exchange (throttle, log)
+  std::optional<PasswordRequest> penalized_;  // checked once the address's penalty is paid
   std::optional<DataDecoder> decoder_;
   BdatAssembler bdat_;
   BdatCommand bdat_command_;

@@ -1,6 +1,7 @@
 #include "core/smtp/smtp_config.hpp"
 
 #include "core/smtp/address.hpp"
+#include "postern/mail/throttle.hpp"
 
 #include <boost/asio/ip/address.hpp>
 #include <fmt/format.h>
@@ -78,7 +79,8 @@ SmtpConfig parse_smtp_config(const pugi::xml_node& smtp, config::Diagnostics& di
     if (auto a = smtp.attribute(name)) {
       auto v = config::parse_duration(a.value());
       if (!v) diag.error(smtp, fmt::format("<smtp {}=\"{}\">: not a duration (e.g. 5m, 30s, 250ms)", name, a.value()));
-      else out = *v;
+      // Beyond a year a duration means "forever"; clamping keeps sums of durations finite.
+      else out = mail::LoginThrottle::clamp_duration(*v);
     }
   };
 

@@ -3,6 +3,7 @@
 #include "imap.hpp"
 
 #include <algorithm>
+#include <cstdint>
 
 namespace postern::plugins::imap {
 
@@ -29,6 +30,7 @@ sdk::Status ImapPlugin::init(sdk::InitContext& ctx) {
     return true;
   };
   size_t failures = cfg->max_login_failures;
+  size_t lockout_failures = cfg->login_lockout_failures;
   const std::pair<const char*, bool> checks[] = {
       {"max-line", size("max-line", cfg->limits.max_line, 1024)},
       {"max-literal", size("max-literal", cfg->limits.max_literal, 1024)},
@@ -41,11 +43,18 @@ sdk::Status ImapPlugin::init(sdk::InitContext& ctx) {
       {"login-timeout", duration("login-timeout", cfg->login_timeout)},
       {"login-failure-delay", duration("login-failure-delay", cfg->login_failure_delay)},
       {"login-failure-delay-max", duration("login-failure-delay-max", cfg->login_failure_delay_max)},
+      {"login-lockout-failures", size("login-lockout-failures", lockout_failures, 0)},
+      {"login-lockout-time", duration("login-lockout-time", cfg->login_lockout_time)},
   };
   for (const auto& [name, ok] : checks) {
     if (!ok) return sdk::Status::error(std::string("imap: invalid value for ") + name);
   }
-  cfg->max_login_failures = static_cast<uint32_t>(failures);
+  cfg->max_login_failures = static_cast<uint32_t>(std::min<size_t>(failures, UINT32_MAX));
+  cfg->login_lockout_failures = static_cast<uint32_t>(std::min<size_t>(lockout_failures, UINT32_MAX));
+  // Beyond a year a duration means "forever"; clamping keeps the throttle's sums finite.
+  for (auto* d : {&cfg->login_failure_delay, &cfg->login_failure_delay_max, &cfg->login_lockout_time}) {
+    *d = mail::LoginThrottle::clamp_duration(*d);
+  }
   if (cfg->login_failure_delay_max < cfg->login_failure_delay) {
     return sdk::Status::error("imap: login-failure-delay-max must not be below login-failure-delay");
   }

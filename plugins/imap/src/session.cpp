@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <utility>
 #include <set>
 
 namespace postern::imap {
@@ -146,7 +147,16 @@ void Session::pump() {
         reply(std::move(out.data));
         break;
       case Kind::Error:
-        reply(std::move(out.data));
+        if (line_wait_ == LineWait::Authenticate) {
+          // An over-long AUTHENTICATE response ends the exchange: the tagged BAD, and the
+          // next line is a command again (not base64).
+          line_wait_ = LineWait::None;
+          reader_.set_line_mode(false);
+          sasl_.reset();
+          reply(tagged(std::exchange(line_tag_, std::string()), "BAD", "Authentication response too long"));
+        } else {
+          reply(std::move(out.data));
+        }
         if (++bad_commands_ >= config_->max_bad_commands) {
           reply("* BYE Too many invalid commands\r\n");
           state_ = State::Logout;
@@ -414,8 +424,43 @@ void Session::sasl_step(const std::string& tag, mail::SaslStep step) {
 }
 
 void Session::do_login(std::string tag, std::string user, std::string password) {
+  // RFC 5321 §4.5.3.1.3: an address has at most 254 octets; the directory knows no longer
+  // login, and a long one would only cost memory here and in the throttle.
+  if (user.size() > mail::kMaxLoginName) {
+    reply(tagged(tag, "NO", "[AUTHENTICATIONFAILED] Login name too long"));
+    return;
+  }
+  const std::string ip = stream_.peer_ip();
+  if (config_->throttle->ip_locked(ip, mail::throttle_clock_now())) {
+    host_.info("imap: " + stream_.session_id() + " " + ip + " login refused: address locked out");
+    reply(tagged(tag, "NO", "[UNAVAILABLE] Too many failed logins from your address, try again later"));
+    return;
+  }
   busy_ = true;
   stream_.pause(true);
+  // Like Dovecot's auth penalty: the address first waits out what its earlier failures
+  // still owe, so dropping the connection instead of waiting for the failure reply and
+  // guessing on another connection gains nothing. On a timer; the strand never sleeps.
+  const auto penalty = config_->throttle->penalty(ip, mail::throttle_clock_now());
+  if (penalty.count() > 0) {
+    auto self = shared_from_this();
+    auto go = [self, tag, user = std::move(user), password = std::move(password)]() mutable {
+      self->stream_.post([self, tag = std::move(tag), user = std::move(user), password = std::move(password)]() mutable {
+        if (self->closed_) {
+          self->busy_ = false;
+          return;
+        }
+        self->check_password(std::move(tag), std::move(user), std::move(password));
+      });
+    };
+    if (host_.after(penalty, go) != 0) return;
+    go();
+    return;
+  }
+  check_password(std::move(tag), std::move(user), std::move(password));
+}
+
+void Session::check_password(std::string tag, std::string user, std::string password) {
   auto self = shared_from_this();
   host_.post_work([self, tag, user = std::move(user), password = std::move(password)] {
     auto acct = sdk::authenticate(self->host_, user, password, POSTERN_SERVICE_IMAP);
@@ -440,7 +485,7 @@ void Session::do_login(std::string tag, std::string user, std::string password) 
       }
       auto& [mailbox, error, address] = *state;
       if (mailbox) {
-        self->config_->throttle->success(user, self->host_.now());
+        self->config_->throttle->success(user, mail::throttle_clock_now());
         self->mailbox_ = std::move(mailbox);
         self->account_ = address;
         self->state_ = State::Authenticated;
@@ -463,24 +508,34 @@ void Session::do_login(std::string tag, std::string user, std::string password) 
       // A growing delay slows password guessing; input stays paused meanwhile. Failures from the
       // same address or on the same login over other connections count too.
       const auto delay =
-          self->config_->throttle->failure(self->stream_.peer_ip(), user, self->login_failures_, self->host_.now())
+          self->config_->throttle->failure(self->stream_.peer_ip(), user, self->login_failures_, mail::throttle_clock_now())
               .delay;
-      if (self->login_failures_ >= self->config_->max_login_failures) {
-        self->reply(tagged(tag, "NO", "[AUTHENTICATIONFAILED] Authentication failed") +
-                    "* BYE Too many authentication failures\r\n");
+      self->answer_failure(tag, delay, self->login_failures_ >= self->config_->max_login_failures);
+    });
+  });
+}
+
+void Session::answer_failure(const std::string& tag, std::chrono::milliseconds delay, bool last) {
+  auto self = shared_from_this();
+  // The last failure allowed waits its delay too (else a guesser would drop after it and
+  // reconnect at once); then NO and BYE.
+  auto answer = [self, tag, last] {
+    self->stream_.post([self, tag, last] {
+      if (self->closed_) {
+        self->busy_ = false;
+        return;
+      }
+      self->reply(tagged(tag, "NO", "[AUTHENTICATIONFAILED] Authentication failed"));
+      if (last) {
+        self->reply("* BYE Too many authentication failures\r\n");
         self->state_ = State::Logout;
         self->stream_.close();
         return;
       }
-      self->host_.after(delay, [self, tag] {
-        self->stream_.post([self, tag] {
-          if (self->closed_) return;
-          self->reply(tagged(tag, "NO", "[AUTHENTICATIONFAILED] Authentication failed"));
-          self->finish_command();
-        });
-      });
+      self->finish_command();
     });
-  });
+  };
+  if (delay.count() == 0 || host_.after(delay, answer) == 0) answer();
 }
 
 // --- mailbox-level commands -------------------------------------------------

@@ -12,6 +12,7 @@
 #include <postern/sdk/mailbox.hpp>
 #include <postern/sdk/service.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -35,6 +36,10 @@ struct SessionConfig {
   uint32_t max_login_failures = 3;                      // then BYE
   std::chrono::milliseconds login_failure_delay{1000};  // the first failure's delay, doubled per failure
   std::chrono::milliseconds login_failure_delay_max{60 * 1000};
+  // Failed logins from one client address (within login_lockout_time of each other) that
+  // lock it out for login_lockout_time; 0: no lockout (the default).
+  uint32_t login_lockout_failures = 0;
+  std::chrono::milliseconds login_lockout_time{10 * 60 * 1000};
   uint32_t max_bad_commands = 20;                       // consecutive BAD replies, then BYE
   size_t fetch_chunk = 256 * 1024;                      // FETCH output per worker step
   size_t max_queued = 1 << 20;                          // output queued before waiting for a drain
@@ -45,12 +50,15 @@ struct SessionConfig {
    */
   std::shared_ptr<mail::LoginThrottle> throttle = std::make_shared<mail::LoginThrottle>(throttle_settings());
 
-  /** The throttle's policy from login_failure_delay and login_failure_delay_max. */
+  /** The throttle's policy from login_failure_delay(_max) and login_lockout_failures/time. */
   mail::ThrottleSettings throttle_settings() const {
     mail::ThrottleSettings s;
     s.delay = login_failure_delay;
     s.delay_max = login_failure_delay_max;
-    s.window = std::chrono::minutes(10);
+    s.window = std::max<std::chrono::milliseconds>(std::chrono::minutes(10), login_lockout_time);
+    s.ip_lockout_failures = login_lockout_failures;
+    s.login_lockout_failures = 0;  // a lockout by name would let anyone lock a known account
+    s.lockout_time = login_lockout_time;
     s.max_entries = 65536;
     return s;
   }
@@ -113,6 +121,10 @@ class Session : public std::enable_shared_from_this<Session> {
   /** Acts on a step of the AUTHENTICATE exchange: "+ " challenge, login or a tagged reply. */
   void sasl_step(const std::string& tag, mail::SaslStep step);
   void do_login(std::string tag, std::string user, std::string password);
+  /** Checks the password (worker pool) once the address's penalty is paid. */
+  void check_password(std::string tag, std::string user, std::string password);
+  /** Answers a failed login after `delay`; with BYE when it was the last one allowed. */
+  void answer_failure(const std::string& tag, std::chrono::milliseconds delay, bool last);
   void cmd_select(Command c);
   void cmd_list(const Command& c);
   void cmd_status(const Command& c);

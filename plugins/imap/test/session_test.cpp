@@ -48,11 +48,16 @@ const char* kMessage =
 class ImapSessionTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    // The login throttle runs on a monotonic clock; here it follows the fake host's clock.
+    mail::set_throttle_clock(
+        [this] { return std::chrono::steady_clock::time_point(host_.clock().now().time_since_epoch()); });
     store_->add_account("alice@example.test", "secret");
     host_.use_mail_store(store_);
     plugin_ = host_.load<plugins::imap::ImapPlugin>(R"(<plugin name="imap" login-failure-delay="1s"/>)");
     ASSERT_TRUE(plugin_.ok()) << plugin_.error();
   }
+
+  void TearDown() override { mail::set_throttle_clock(nullptr); }
 
   FakeStream connect(bool cleartext = true, StreamOptions o = {}) {
     o.cleartext_auth = cleartext;
@@ -175,9 +180,86 @@ TEST_F(ImapSessionTest, LoginFailuresAreDelayedThenDisconnected) {
   host_.clock().advance(std::chrono::milliseconds(1));
   c.pump();
   EXPECT_EQ(c.take_output(), "b NO [AUTHENTICATIONFAILED] Authentication failed\r\n");
-  EXPECT_EQ(send(c, "c LOGIN alice@example.test wrong\r\n"),
+  // The last failure allowed waits its delay (four seconds) too, then NO and BYE.
+  EXPECT_EQ(send(c, "c LOGIN alice@example.test wrong\r\n"), "");
+  host_.clock().advance(std::chrono::milliseconds(3999));
+  c.pump();
+  EXPECT_EQ(c.take_output(), "");
+  host_.clock().advance(std::chrono::milliseconds(1));
+  c.pump();
+  EXPECT_EQ(c.take_output(),
             "c NO [AUTHENTICATIONFAILED] Authentication failed\r\n* BYE Too many authentication failures\r\n");
   EXPECT_FALSE(c.send("d NOOP\r\n"));
+}
+
+TEST_F(ImapSessionTest, DroppingTheConnectionDoesNotSkipThePenalty) {
+  FakeStream a = connect();
+  a.take_output();
+  EXPECT_EQ(send(a, "a LOGIN alice@example.test wrong\r\n"), "");
+  a.close();  // the guesser does not wait for the NO
+  // The next password from that address is checked only once the penalty is paid.
+  FakeStream b = connect();
+  b.take_output();
+  EXPECT_EQ(send(b, "b LOGIN alice@example.test secret\r\n"), "");
+  host_.clock().advance(std::chrono::milliseconds(999));
+  b.pump();
+  EXPECT_EQ(b.take_output(), "");
+  host_.clock().advance(std::chrono::milliseconds(1));
+  b.pump();
+  EXPECT_NE(b.take_output().find("b OK [CAPABILITY "), std::string::npos);
+}
+
+TEST_F(ImapSessionTest, OverlongLoginNamesAreRefusedWithoutALookup) {
+  FakeStream c = connect();
+  c.take_output();
+  EXPECT_EQ(send(c, "a LOGIN " + std::string(1025, 'x') + " secret\r\n"),
+            "a NO [AUTHENTICATIONFAILED] Login name too long\r\n");
+  // Not counted as a failure: the next login is answered at once.
+  EXPECT_NE(send(c, "b LOGIN alice@example.test secret\r\n").find("b OK "), std::string::npos);
+}
+
+TEST_F(ImapSessionTest, OverlongAuthenticateResponseEndsTheExchange) {
+  FakeStream c = connect();
+  c.take_output();
+  EXPECT_EQ(send(c, "a AUTHENTICATE PLAIN\r\n"), "+ \r\n");
+  EXPECT_EQ(send(c, std::string(70000, 'Q') + "\r\n"), "a BAD Authentication response too long\r\n");
+  // The next line is a command again, not base64.
+  EXPECT_EQ(send(c, "b NOOP\r\n"), "b OK NOOP completed\r\n");
+}
+
+// The address lockout (off by default) and its monotonic clock, on a host of their own.
+TEST(ImapLockoutTest, LockedAddressIsRefusedBeforeThePasswordAndIgnoresClockSteps) {
+  auto store = std::make_shared<sdk::testing::MemoryMailStore>();
+  store->add_account("alice@example.test", "secret");
+  FakeHost host;
+  host.use_mail_store(store);
+  // The throttle's monotonic clock follows the host's timers but not its steps.
+  std::chrono::milliseconds steady{0};
+  mail::set_throttle_clock([&steady] { return std::chrono::steady_clock::time_point(steady); });
+  auto plugin = host.load<plugins::imap::ImapPlugin>(
+      R"(<plugin name="imap" login-failure-delay="0s" login-lockout-failures="2" login-lockout-time="10m"/>)");
+  ASSERT_TRUE(plugin.ok()) << plugin.error();
+  StreamOptions o;
+  o.cleartext_auth = true;
+  FakeStream c = host.connect("imap", o);
+  c.take_output();
+  c.send("a LOGIN alice@example.test wrong\r\n");
+  EXPECT_EQ(c.take_output(), "a NO [AUTHENTICATIONFAILED] Authentication failed\r\n");
+  c.send("b LOGIN alice@example.test wrong\r\n");
+  EXPECT_EQ(c.take_output(), "b NO [AUTHENTICATIONFAILED] Authentication failed\r\n");
+  FakeStream d = host.connect("imap", o);
+  d.take_output();
+  d.send("c LOGIN alice@example.test secret\r\n");
+  EXPECT_EQ(d.take_output(), "c NO [UNAVAILABLE] Too many failed logins from your address, try again later\r\n");
+  // The system clock jumps an hour ahead: the lockout does not end with it.
+  host.clock().set(host.clock().now() + std::chrono::hours(1));
+  d.send("d LOGIN alice@example.test secret\r\n");
+  EXPECT_NE(d.take_output().find("d NO [UNAVAILABLE]"), std::string::npos);
+  // Ten minutes of monotonic time end it.
+  steady += std::chrono::minutes(10) + std::chrono::milliseconds(1);
+  d.send("e LOGIN alice@example.test secret\r\n");
+  EXPECT_NE(d.take_output().find("e OK "), std::string::npos);
+  mail::set_throttle_clock(nullptr);
 }
 
 TEST_F(ImapSessionTest, LoginFailuresFromOneAddressAddUpAcrossConnections) {

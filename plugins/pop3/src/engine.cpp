@@ -199,6 +199,8 @@ void Engine::sasl_step(mail::SaslStep step) {
   }
   sasl_.reset();
   if (step.kind == Kind::Credentials) {
+    // USER names are bounded by the command line (255 octets); a PLAIN authcid may be longer.
+    if (step.credentials.authcid.size() > mail::kMaxLoginName) return err("[AUTH] Login name too long");
     return begin_login(std::move(step.credentials.authcid), std::move(step.credentials.password));
   }
   switch (step.error) {
@@ -244,6 +246,9 @@ void Engine::login_failed(LoginFailure why, std::string_view detail) {
     case LoginFailure::Temporary:
       text = "-ERR [SYS/TEMP] Temporary server failure, try again later";
       if (!detail.empty()) text += " (" + std::string(detail) + ")";
+      break;
+    case LoginFailure::Locked:
+      text = "-ERR [SYS/TEMP] Too many failed logins from your address, try again later";
       break;
   }
   if (failures_ >= env_.max_failures) {

@@ -79,6 +79,7 @@ enum class LoginFailure {
   Credentials,  // bad login/password, disabled account or POP3 not allowed
   InUse,        // another POP3 session holds the maildrop
   Temporary,    // the directory or the store failed
+  Locked,       // the peer's address is locked out after too many failures (not counted)
 };
 
 class Engine {

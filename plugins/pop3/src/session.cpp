@@ -152,6 +152,34 @@ void Session::pump() {
 
 void Session::run_login(LoginRequest req) {
   in_flight_ = true;
+  if (service_->throttle.ip_locked(peer_ip_, mail::throttle_clock_now())) {
+    in_flight_ = false;
+    service_->host.warn(who() + ": login refused: address locked out");
+    engine_.login_failed(LoginFailure::Locked);
+    pump();
+    return;
+  }
+  // Like Dovecot's auth penalty: the address first waits out what its earlier failures
+  // still owe, so dropping the connection instead of waiting for the -ERR and guessing on
+  // another connection gains nothing. On a timer; the strand never sleeps.
+  const auto penalty = service_->throttle.penalty(peer_ip_, mail::throttle_clock_now());
+  if (penalty.count() > 0) {
+    auto self = shared_from_this();
+    auto go = [self, req]() {
+      self->stream_.post([self, req]() {
+        if (self->closed_) {
+          self->in_flight_ = false;
+          return;
+        }
+        self->check_password(req);
+      });
+    };
+    if (service_->host.after(penalty, go) != 0) return;
+  }
+  check_password(std::move(req));
+}
+
+void Session::check_password(LoginRequest req) {
   auto self = shared_from_this();
   service_->host.post_work([self, req = std::move(req)]() {
     auto outcome = std::make_shared<LoginOutcome>(self->login_blocking(req));
@@ -250,7 +278,7 @@ void Session::login_done(LoginOutcome outcome) {
     mailbox_ = std::move(outcome.mailbox);
     view_ = std::move(outcome.view);
     lock_ = std::move(outcome.lock);
-    service_->throttle.success(outcome.login, service_->host.now());
+    service_->throttle.success(outcome.login, mail::throttle_clock_now());
     service_->host.info(who() + ": login " + outcome.drop.account + ", " +
                         std::to_string(outcome.drop.messages.size()) + " messages");
     engine_.login_succeeded(std::move(outcome.drop));
@@ -267,7 +295,7 @@ void Session::login_done(LoginOutcome outcome) {
   // A failed login is answered late, later with every failure of this
   // connection, of this peer and of this login: a password guesser gets few tries per hour.
   const auto delay =
-      service_->throttle.failure(peer_ip_, outcome.login, engine_.failures() + 1, service_->host.now()).delay;
+      service_->throttle.failure(peer_ip_, outcome.login, engine_.failures() + 1, mail::throttle_clock_now()).delay;
   service_->host.warn(who() + ": login failed: " + outcome.detail + " (failure " +
                       std::to_string(engine_.failures() + 1) + ", answered after " + std::to_string(delay.count()) +
                       " ms)");

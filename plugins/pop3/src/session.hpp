@@ -28,12 +28,15 @@ struct Service {
   Service(sdk::Host h, Settings s, std::shared_ptr<SizeCache> cache)
       : host(h), settings(s), throttle(throttle_settings(s)), sizes(std::move(cache)) {}
 
-  /** The throttle's policy from login-delay, login-delay-max and failure-window. */
+  /** The throttle's policy from login-delay(-max), failure-window and login-lockout-*. */
   static mail::ThrottleSettings throttle_settings(const Settings& s) {
     mail::ThrottleSettings t;
     t.delay = s.login_delay;
     t.delay_max = s.login_delay_max;
     t.window = s.failure_window;
+    t.ip_lockout_failures = s.login_lockout_failures;
+    t.login_lockout_failures = 0;  // a lockout by name would let anyone lock a known account
+    t.lockout_time = s.login_lockout_time;
     t.max_entries = 100'000;
     return t;
   }
@@ -61,6 +64,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void pump();
   void set_paused(bool paused);
   void run_login(LoginRequest req);
+  /** Checks the password on the pool once the peer's penalty is paid. Strand. */
+  void check_password(LoginRequest req);
   void run_fetch(FetchRequest req);
   void run_commit(CommitRequest req);
   /** On a worker: authenticate, lock, open INBOX, sizes. */

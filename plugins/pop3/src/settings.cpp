@@ -1,5 +1,9 @@
 #include "settings.hpp"
 
+#include <postern/mail/throttle.hpp>
+
+#include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace postern::plugins::pop3 {
@@ -20,12 +24,15 @@ struct Reader {
     if (!config.attr(attr)) return;
     auto v = config.duration(attr);
     if (!v || (!allow_zero && v->count() == 0)) return fail(attr, allow_zero ? "a duration (500ms, 5s, 10m)" : "a positive duration (500ms, 5s, 10m)");
-    out = *v;
+    // Beyond a year a duration means "forever"; clamping keeps the throttle's sums finite.
+    out = mail::LoginThrottle::clamp_duration(*v);
   }
-  void count(std::string_view attr, uint32_t& out) {
+  void count(std::string_view attr, uint32_t& out, int64_t min = 1) {
     if (!config.attr(attr)) return;
     auto v = config.integer(attr);
-    if (!v || *v < 1 || *v > 1'000'000) return fail(attr, "a whole number from 1 to 1000000");
+    if (!v || *v < min || *v > 1'000'000) {
+      return fail(attr, "a whole number from " + std::to_string(min) + " to 1000000");
+    }
     out = static_cast<uint32_t>(*v);
   }
 };
@@ -41,6 +48,8 @@ std::optional<Settings> parse_settings(const sdk::Config& config, std::string* e
   r.duration("login-delay", s.login_delay, true);
   r.duration("login-delay-max", s.login_delay_max, true);
   r.duration("failure-window", s.failure_window, false);
+  r.count("login-lockout-failures", s.login_lockout_failures, 0);
+  r.duration("login-lockout-time", s.login_lockout_time, false);
   if (config.attr("size-cache")) {
     auto v = config.boolean("size-cache");
     if (!v) r.fail("size-cache", "true or false");

@@ -23,6 +23,14 @@ struct Settings {
   std::chrono::milliseconds login_delay_max{std::chrono::seconds(30)};
   /** A peer IP's failures are forgotten after this long without a new one. */
   std::chrono::milliseconds failure_window{std::chrono::minutes(15)};
+  /**
+   * Failed logins from one peer address (IPv6: one /64) within failure_window that lock it
+   * out for login_lockout_time: its logins are refused before any password is checked.
+   * 0: no lockout (the default).
+   */
+  uint32_t login_lockout_failures = 0;
+  /** How long an address lockout lasts. */
+  std::chrono::milliseconds login_lockout_time{std::chrono::minutes(10)};
   /** Keep the sizes as sent in <state>/pop3/sizes.sqlite (else they are recomputed at each login). */
   bool size_cache = true;
 };

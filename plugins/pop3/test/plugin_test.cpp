@@ -2,6 +2,7 @@
 // in-memory directory and mailbox store, a manual clock.
 #include "pop3.hpp"
 
+#include <postern/mail/codec.hpp>
 #include <postern/sdk/testing/fake_host.hpp>
 
 #include <gtest/gtest.h>
@@ -21,6 +22,11 @@ constexpr const char* kMessage = "Subject: hi\r\n\r\n.dot\r\nbody\r\n";
 class Pop3PluginTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    // The login throttle runs on a monotonic clock; here it follows the fake host's clock
+    // unless a test moves `steady_` itself.
+    mail::set_throttle_clock([this] {
+      return std::chrono::steady_clock::time_point(follow_host_ ? host_.clock().now().time_since_epoch() : steady_);
+    });
     store_ = std::make_shared<MemoryMailStore>();
     store_->add_account("alice@example.test", "secret");
     store_->add_account("carol@example.test", "secret", POSTERN_SERVICE_IMAP);  // no POP3
@@ -44,7 +50,11 @@ class Pop3PluginTest : public ::testing::Test {
     return c.take_output();
   }
 
+  void TearDown() override { mail::set_throttle_clock(nullptr); }
+
   FakeHost host_;
+  bool follow_host_ = true;
+  std::chrono::milliseconds steady_{0};
   std::shared_ptr<MemoryMailStore> store_;
   std::unique_ptr<std::remove_reference_t<decltype(std::declval<FakeHost&>().load<Pop3Plugin>(""))>> plugin_;
 };
@@ -138,6 +148,62 @@ TEST_F(Pop3PluginTest, FailedLoginsAreAnsweredAfterAGrowingDelay) {
   host_.clock().advance(std::chrono::milliseconds(1));
   d.pump();
   EXPECT_EQ(d.take_output(), "-ERR [AUTH] Login failure or POP3 disabled\r\n");
+}
+
+TEST_F(Pop3PluginTest, DroppingTheConnectionDoesNotSkipThePenalty) {
+  load(R"(<plugin name="pop3" login-delay="1s" login-delay-max="4s"/>)");
+  auto c = host_.connect("pop3", cleartext());
+  c.take_output();
+  cmd(c, "USER alice@example.test");
+  EXPECT_EQ(cmd(c, "PASS wrong"), "");
+  c.close();  // the guesser does not wait for the -ERR
+  // The next password from that peer is checked only once the penalty is paid.
+  auto d = host_.connect("pop3", cleartext());
+  d.take_output();
+  cmd(d, "USER alice@example.test");
+  EXPECT_EQ(cmd(d, "PASS secret"), "");
+  host_.clock().advance(std::chrono::milliseconds(999));
+  d.pump();
+  EXPECT_EQ(d.take_output(), "");
+  host_.clock().advance(std::chrono::milliseconds(1));
+  d.pump();
+  EXPECT_TRUE(d.take_output().starts_with("+OK Logged in"));
+}
+
+TEST_F(Pop3PluginTest, OverlongLoginNamesAreRefusedAtOnce) {
+  load();
+  auto c = host_.connect("pop3", cleartext());
+  c.take_output();
+  // USER is bounded by the command line (255 octets); AUTH PLAIN's response line is not:
+  // "\0" + 2000 x's + "\0secret" is refused before any lookup.
+  const std::string plain = std::string(1, '\0') + std::string(2000, 'x') + std::string(1, '\0') + "secret";
+  EXPECT_EQ(cmd(c, "AUTH PLAIN"), "+ \r\n");
+  EXPECT_EQ(cmd(c, mail::encode_base64(plain)), "-ERR [AUTH] Login name too long\r\n");
+  cmd(c, "USER alice@example.test");
+  EXPECT_TRUE(cmd(c, "PASS secret").starts_with("+OK Logged in"));
+}
+
+TEST_F(Pop3PluginTest, LockedPeerIsRefusedBeforeThePasswordAndIgnoresClockSteps) {
+  follow_host_ = false;
+  load(R"(<plugin name="pop3" login-delay="0" login-lockout-failures="2" login-lockout-time="10m"/>)");
+  auto c = host_.connect("pop3", cleartext());
+  c.take_output();
+  for (int i = 0; i < 2; ++i) {
+    cmd(c, "USER alice@example.test");
+    EXPECT_EQ(cmd(c, "PASS wrong"), "-ERR [AUTH] Login failure or POP3 disabled\r\n");
+  }
+  auto d = host_.connect("pop3", cleartext());
+  d.take_output();
+  cmd(d, "USER alice@example.test");
+  EXPECT_EQ(cmd(d, "PASS secret"), "-ERR [SYS/TEMP] Too many failed logins from your address, try again later\r\n");
+  // The system clock jumps an hour ahead: the lockout does not end with it.
+  host_.clock().set(host_.clock().now() + std::chrono::hours(1));
+  cmd(d, "USER alice@example.test");
+  EXPECT_TRUE(cmd(d, "PASS secret").starts_with("-ERR [SYS/TEMP]"));
+  // Ten minutes of monotonic time end it.
+  steady_ += std::chrono::minutes(10) + std::chrono::milliseconds(1);
+  cmd(d, "USER alice@example.test");
+  EXPECT_TRUE(cmd(d, "PASS secret").starts_with("+OK Logged in"));
 }
 
 TEST_F(Pop3PluginTest, StlsDropsPipelinedInputAndThenAllowsLogin) {

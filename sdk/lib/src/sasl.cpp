@@ -1,6 +1,7 @@
 #include "postern/mail/sasl.hpp"
 
 #include "postern/mail/ascii.hpp"
+#include "postern/mail/charset.hpp"
 #include "postern/mail/codec.hpp"
 
 #include <utility>
@@ -137,6 +138,10 @@ SaslStep SaslExchange::plain(std::string_view line, bool initial) {
       password.size() > limits_.max_field) {
     return fail(SaslError::TooLong);
   }
+  // RFC 4616 §2: every field is UTF8SAFE / UTF8-2..4 (RFC 3629), so ill-formed UTF-8 (an
+  // old client's Latin-1 password) is malformed. SASLprep (RFC 4013) is not applied: the
+  // octets are compared as they come.
+  if (!is_valid_utf8(d)) return fail(SaslError::Malformed);
   const bool proxy = !authzid.empty() && authzid != authcid;
   if (proxy && !limits_.allow_authzid) return fail(SaslError::AuthzidNotAllowed);
   stage_ = Stage::Finished;
@@ -153,9 +158,10 @@ SaslStep SaslExchange::login_user(std::string_view line, bool initial) {
   std::optional<std::string> decoded = decode(line, initial, error);
   if (!decoded) return fail(error);
   // LOGIN has no grammar of its own; the name and password are PLAIN's authcid and passwd
-  // in all but encoding, so the same rules hold: not empty, no NUL.
+  // in all but encoding, so the same rules hold: not empty, no NUL, well-formed UTF-8.
   if (decoded->empty() || decoded->find('\0') != std::string::npos) return fail(SaslError::Malformed);
   if (decoded->size() > limits_.max_field) return fail(SaslError::TooLong);
+  if (!is_valid_utf8(*decoded)) return fail(SaslError::Malformed);
   user_ = std::move(*decoded);
   stage_ = Stage::LoginPassword;
   return challenge(kPasswordPrompt);
@@ -167,6 +173,7 @@ SaslStep SaslExchange::login_password(std::string_view line) {
   if (!decoded) return fail(error);
   if (decoded->empty() || decoded->find('\0') != std::string::npos) return fail(SaslError::Malformed);
   if (decoded->size() > limits_.max_field) return fail(SaslError::TooLong);
+  if (!is_valid_utf8(*decoded)) return fail(SaslError::Malformed);
   stage_ = Stage::Finished;
   SaslStep s;
   s.kind = SaslStep::Kind::Credentials;

@@ -103,6 +103,15 @@ TEST(MailSaslTest, PlainExchanges) {
        SaslError::TooLong, {}, small},
       {"authzid over the field limit", SaslMechanism::Plain, b64(std::string("abcdef\0alice\0abc", 16)), {}, {},
        SaslError::TooLong, {}, small},
+      // RFC 4616 §2: UTF-8 fields (RFC 3629); SASLprep is not applied, the octets pass as they are.
+      {"UTF-8 name and password", SaslMechanism::Plain, b64(std::string("\0j\xc3\xb6rg\0p\xc3\xa4ss", 12)), {}, {},
+       std::nullopt, {"", "j\xc3\xb6rg", "p\xc3\xa4ss"}},
+      {"Latin-1 password", SaslMechanism::Plain, b64(std::string("\0alice\0p\xe4ss", 11)), {}, {},
+       SaslError::Malformed},
+      {"overlong UTF-8 in the name", SaslMechanism::Plain, b64(std::string("\0a\xc0\xaf" "b\0secret", 12)), {}, {},
+       SaslError::Malformed},
+      {"surrogate in the authzid", SaslMechanism::Plain, b64(std::string("\xed\xa0\x80\0alice\0secret", 16)), {},
+       {}, SaslError::Malformed},
   };
   for (const Case& c : cases) run(c);
 }
@@ -127,6 +136,9 @@ TEST(MailSaslTest, LoginExchanges) {
       {"NUL in the password", SaslMechanism::Login, std::nullopt, {b64("alice"), b64(std::string("se\0cret", 7))},
        {user, pass}, SaslError::Malformed},
       {"empty password", SaslMechanism::Login, std::nullopt, {b64("alice"), ""}, {user, pass}, SaslError::Malformed},
+      {"Latin-1 name", SaslMechanism::Login, std::nullopt, {b64("j\xf6rg")}, {user}, SaslError::Malformed},
+      {"truncated UTF-8 in the password", SaslMechanism::Login, std::nullopt, {b64("alice"), b64("pass\xc3")},
+       {user, pass}, SaslError::Malformed},
   };
   for (const Case& c : cases) run(c);
 }

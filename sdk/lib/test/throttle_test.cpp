@@ -249,5 +249,100 @@ TEST(MailThrottleTest, AcceptsAnyClock) {
   EXPECT_EQ(t.ip_failures("192.0.2.7", now + 61s), 0u);
 }
 
+TEST(MailThrottleTest, LongLoginNamesAreKeptAsABoundedKey) {
+  ThrottleSettings s;
+  s.max_entries = 1000;
+  LoginThrottle t(s);
+  // A flood of distinct 64 KiB names: each entry holds a bounded key, not the name.
+  for (int i = 0; i < 200; ++i) {
+    std::string name(65536, 'a');
+    name += std::to_string(i);
+    t.failure("192.0.2.1", name, 1, t0);
+  }
+  EXPECT_EQ(t.size(), 201u);
+  EXPECT_LE(t.key_bytes(), 201 * LoginThrottle::kMaxKeyBytes);
+  // Names sharing a long prefix stay apart; case does not matter.
+  const std::string a = std::string(5000, 'x') + "A", b = std::string(5000, 'x') + "B";
+  t.failure("192.0.2.2", a, 1, t0);
+  t.failure("192.0.2.2", a, 1, t0);
+  t.failure("192.0.2.2", b, 1, t0);
+  EXPECT_EQ(t.login_failures(a, t0), 2u);
+  EXPECT_EQ(t.login_failures(std::string(5000, 'X') + "a", t0), 2u);
+  EXPECT_EQ(t.login_failures(b, t0), 1u);
+  // A short name equal to a long key's prefix is another name.
+  EXPECT_EQ(t.login_failures(std::string(LoginThrottle::kMaxKeyBytes - 18, 'x'), t0), 0u);
+  // An unparsable address is bounded too.
+  t.failure(std::string(100000, 'z'), "", 1, t0);
+  EXPECT_LE(t.key_bytes(), t.size() * LoginThrottle::kMaxKeyBytes);
+}
+
+TEST(MailThrottleTest, PenaltyIsWhatTheAddressStillOwes) {
+  ThrottleSettings s;
+  s.delay = 1000ms;
+  s.delay_max = 8000ms;
+  s.window = std::chrono::minutes(10);
+  LoginThrottle t(s);
+  EXPECT_EQ(t.penalty("192.0.2.7", t0), 0ms);
+  t.failure("192.0.2.7", "alice", 1, t0);
+  EXPECT_EQ(t.penalty("192.0.2.7", t0), 1000ms);
+  EXPECT_EQ(t.penalty("192.0.2.7", t0 + 300ms), 700ms);
+  EXPECT_EQ(t.penalty("192.0.2.7", t0 + 1500ms), 0ms);
+  // A second failure (on a fresh connection: session count 1) owes the doubled delay.
+  t.failure("192.0.2.7", "bob", 1, t0 + 1500ms);
+  EXPECT_EQ(t.penalty("192.0.2.7", t0 + 1500ms), 2000ms);
+  EXPECT_EQ(t.penalty("192.0.2.8", t0 + 1500ms), 0ms);
+  EXPECT_EQ(t.penalty("192.0.2.7", t0 + std::chrono::minutes(11)), 0ms);
+  // Off with the delay.
+  s.delay = 0ms;
+  t.set_settings(s);
+  EXPECT_EQ(t.penalty("192.0.2.7", t0 + 1500ms), 0ms);
+}
+
+TEST(MailThrottleTest, EvictionDropsUnlockedEntriesBeforeLockedOnes) {
+  // SMTP's configuration: the lockout lasts as long as the window, so a locked entry
+  // expires before the flood's newer ones; it must still be the last to go.
+  ThrottleSettings s;
+  s.window = std::chrono::minutes(10);
+  s.lockout_time = std::chrono::minutes(10);
+  s.ip_lockout_failures = 1;
+  s.max_entries = 100;
+  LoginThrottle t(s);
+  t.failure("192.0.2.1", "", 1, t0);
+  ASSERT_TRUE(t.ip_locked("192.0.2.1", t0));
+  s.ip_lockout_failures = 0;  // the flood itself locks nothing
+  t.set_settings(s);
+  for (int i = 0; i < 1000; ++i) {
+    t.failure("198.51." + std::to_string(i / 256) + "." + std::to_string(i % 256), "", 1, t0 + 1s + milliseconds(i));
+  }
+  EXPECT_LE(t.size(), 100u);
+  EXPECT_TRUE(t.ip_locked("192.0.2.1", t0 + 2s));
+}
+
+TEST(MailThrottleTest, HugeDurationsSaturateInsteadOfOverflowing) {
+  const milliseconds huge = milliseconds::max();
+  EXPECT_EQ(LoginThrottle::delay_for(40, huge / 3, huge), huge);
+  // 3 ms * 2^63 does not fit: the doubling stops at the cap instead of wrapping negative.
+  EXPECT_EQ(LoginThrottle::delay_for(64, 3ms, huge), huge);
+  ThrottleSettings s;
+  s.delay = huge;
+  s.delay_max = huge;
+  s.window = huge;
+  s.lockout_time = huge;
+  s.ip_lockout_failures = 2;
+  LoginThrottle t(s);
+  EXPECT_EQ(t.settings().delay, LoginThrottle::kMaxDuration);
+  EXPECT_EQ(t.settings().lockout_time, LoginThrottle::kMaxDuration);
+  EXPECT_EQ(t.failure("192.0.2.7", "a", 1, t0).delay, LoginThrottle::kMaxDuration);
+  EXPECT_EQ(t.failure("192.0.2.7", "a", 1, t0 + 1s).delay, LoginThrottle::kMaxDuration);
+  EXPECT_TRUE(t.ip_locked("192.0.2.7", t0 + std::chrono::hours(24 * 300)));
+  EXPECT_GT(t.penalty("192.0.2.8", t0), -1ms);
+  // A clock near its end does not wrap a lockout into the past.
+  const auto late = std::chrono::time_point<Clock, milliseconds>(milliseconds::max() - milliseconds(5));
+  t.failure("192.0.2.9", "", 1, late);
+  t.failure("192.0.2.9", "", 1, late);
+  EXPECT_TRUE(t.ip_locked("192.0.2.9", late));
+  EXPECT_EQ(LoginThrottle::clamp_duration(-5ms), 0ms);
+}
+
 }  // namespace
 }  // namespace postern::mail

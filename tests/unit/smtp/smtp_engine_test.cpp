@@ -53,9 +53,12 @@ class EngineHarness {
     env.starttls_offered = true;
   }
 
-  /** Builds the engine (after the test adjusted cfg/env) and runs the connect stage. */
+  /**
+   * Builds the engine (after the test adjusted cfg/env) and runs the connect stage. Again:
+   * a new connection from the same address (the old one dropped), same throttle.
+   */
   std::string open() {
-    throttle.emplace(login_throttle_settings(cfg));
+    if (!throttle) throttle.emplace(login_throttle_settings(cfg));
     EngineServices services;
     services.new_queue_id = [this] { return "Q" + std::to_string(++queue_ids); };
     services.free_bytes = [this] { return free_bytes; };
@@ -106,6 +109,7 @@ class EngineHarness {
       engine->password_checked(cfg.auth->authenticate(p->user, p->password));
     } else if (auto* d = std::get_if<DelayRequest>(&r)) {
       delays.push_back(d->delay);
+      now += d->delay;  // the session waits on a timer: monotonic time passes
       engine->delay_done();
     } else if (auto* m = std::get_if<ParseRequest>(&r)) {
       parsed.push_back(*m->message);
@@ -389,6 +393,37 @@ TEST(SmtpEngineTest, AuthFailuresAreDelayedThenLockTheAddressOut) {
   h.now += 11min;
   EXPECT_EQ(h.send("AUTH PLAIN " + b64(std::string("\0alice@example.test\0", 20) + kPassword) + "\r\n"),
             "235 2.7.0 Authentication successful\r\n");
+}
+
+TEST(SmtpEngineTest, ANewConnectionPaysThePenaltyBeforeItsPasswordIsChecked) {
+  // The guesser drops the connection instead of waiting for the 535, and guesses again on
+  // another one: its password is checked only once the address's penalty is paid.
+  EngineHarness h;
+  h.env.cleartext_auth = true;
+  h.cfg.auth_lockout_failures = 0;
+  h.open();
+  h.send("EHLO client.example.net\r\n");
+  h.manual = true;
+  h.engine->feed("AUTH PLAIN " + b64(std::string("\0alice@example.test\0wrong", 25)) + "\r\n");
+  ASSERT_TRUE(std::holds_alternative<PasswordRequest>(h.engine->request()));
+  h.step();  // checked: failed; the 535 waits 10 ms, but the client is gone
+  ASSERT_TRUE(std::holds_alternative<DelayRequest>(h.engine->request()));
+  // Another connection from the same address, 3 ms later.
+  h.manual = false;
+  h.now += 3ms;
+  h.open();
+  h.send("EHLO client.example.net\r\n");
+  h.delays.clear();
+  h.passwords.clear();
+  h.manual = true;
+  h.engine->feed("AUTH PLAIN " + b64(std::string("\0alice@example.test\0", 20) + kPassword) + "\r\n");
+  // The 7 ms still owed come first; the password waits.
+  EXPECT_EQ(std::get<DelayRequest>(h.engine->request()).delay, 7ms);
+  EXPECT_TRUE(h.passwords.empty());
+  h.manual = false;
+  h.run();
+  EXPECT_EQ(h.take(), "235 2.7.0 Authentication successful\r\n");
+  EXPECT_EQ(h.passwords, std::vector<std::string>{"alice@example.test"});
 }
 
 TEST(SmtpEngineTest, AuthErrorsNameTheProblem) {

@@ -54,7 +54,9 @@ enum class SaslError : uint8_t {
   BadBase64,
   /**
    * The decoded response breaks the mechanism's grammar: PLAIN without exactly two NULs,
-   * an empty authcid or password, a NUL in a LOGIN name or password. SMTP 501 5.5.2.
+   * an empty authcid or password, a NUL in a LOGIN name or password, a field that is not
+   * well-formed UTF-8 (RFC 4616 §2, RFC 3629). SASLprep (RFC 4013) is not applied: names
+   * and passwords are passed on as the client's octets. SMTP 501 5.5.2.
    */
   Malformed,
   /** A response line or a decoded field exceeds SaslLimits. SMTP 500 5.5.6. */
@@ -71,6 +73,13 @@ enum class SaslError : uint8_t {
 
 /** @return a short English description of `error` for logs ("invalid base64"). */
 std::string_view sasl_error_text(SaslError error);
+
+/**
+ * The longest login name the services take (IMAP LOGIN, POP3 USER); longer ones are
+ * refused before any lookup. Accounts are mail addresses, at most 254 octets (RFC 5321
+ * §4.5.3.1.3 with the path's angle brackets removed); 1 KiB leaves room to spare.
+ */
+inline constexpr size_t kMaxLoginName = 1024;
 
 /** Bounds and policy for one exchange. */
 struct SaslLimits {

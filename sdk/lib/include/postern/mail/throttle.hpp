@@ -4,6 +4,7 @@
 #include <compare>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -37,6 +38,20 @@ class ThrottleTime {
  private:
   std::chrono::milliseconds since_epoch_{0};
 };
+
+/**
+ * The monotonic time the services (IMAP, POP3) feed their LoginThrottle with:
+ * std::chrono::steady_clock, so that a step of the system clock neither ends nor stretches
+ * a lockout. THREADING: any thread.
+ */
+std::chrono::steady_clock::time_point throttle_clock_now();
+
+/**
+ * Replaces the clock behind throttle_clock_now() (tests: a manual clock that follows a
+ * FakeHost); an empty function restores steady_clock. OWNERSHIP: the function is copied.
+ * LIFETIME: until the next call. THREADING: any thread (guarded by a mutex).
+ */
+void set_throttle_clock(std::function<std::chrono::steady_clock::time_point()> now);
 
 /** The throttle's policy. Durations of zero switch the matching part off. */
 struct ThrottleSettings {
@@ -117,6 +132,16 @@ class LoginThrottle {
    */
   void success(std::string_view login, ThrottleTime now);
 
+  /**
+   * The penalty the address still owes for its earlier failures (like Dovecot's auth
+   * penalty): delay_for(its failures) counted from its last failure, minus the time since.
+   * Callers wait it out, on a timer, before they check the next password of that address,
+   * so a client that drops the connection instead of waiting for the failure reply and
+   * guesses again on another connection gains nothing.
+   * @return zero when nothing is owed.
+   */
+  std::chrono::milliseconds penalty(std::string_view ip, ThrottleTime now) const;
+
   /** @return true while the address is locked out (SMTP 454 4.7.0 before the exchange). */
   bool ip_locked(std::string_view ip, ThrottleTime now) const;
   /** @return true while the login name is locked out (checked before hashing a password). */
@@ -129,8 +154,23 @@ class LoginThrottle {
 
   /** @return entries held (addresses plus login names); at most 2 * max_entries. */
   size_t size() const;
+  /**
+   * @return the bytes of the keys held; at most kMaxKeyBytes per entry whatever the
+   * login names the clients try (long names are kept as a prefix and a hash).
+   */
+  size_t key_bytes() const;
 
-  /** @return base * 2^(failures-1), capped at `cap`; 0 for no failures or a zero base. */
+  /** The largest key kept for a login name or an address, in bytes. */
+  static constexpr size_t kMaxKeyBytes = 96;
+  /** The largest duration a setting may hold (longer ones are clamped): 366 days. */
+  static constexpr std::chrono::milliseconds kMaxDuration{366LL * 24 * 3600 * 1000};
+  /** @return `d` limited to [0, kMaxDuration] (for configuration readers). */
+  static std::chrono::milliseconds clamp_duration(std::chrono::milliseconds d);
+
+  /**
+   * @return base * 2^(failures-1), capped at `cap`; 0 for no failures or a zero base.
+   * Never overflows, whatever the arguments.
+   */
   static std::chrono::milliseconds delay_for(uint32_t failures, std::chrono::milliseconds base,
                                              std::chrono::milliseconds cap);
 
