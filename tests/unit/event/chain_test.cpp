@@ -1,6 +1,7 @@
 // The hook chain: verdicts, order, reply overrides, pending completions,
 // timeouts, late and double completions, failures and on-failure policies.
 #include "core/event/chain.hpp"
+#include "tests/unit/event/run_chain.hpp"
 #include "core/log/log.hpp"
 #include "core/plugin/loader.hpp"
 
@@ -40,22 +41,7 @@ class ChainTest : public ::testing::Test {
     chain_->add(std::move(std::get<0>(loaded)), timeout, on_failure);
   }
 
-  Outcome run(Stage stage) {
-    boost::asio::io_context io;
-    Outcome out;
-    bool finished = false;
-    ChainPtr chain = chain_;
-    boost::asio::co_spawn(
-        boost::asio::make_strand(io),
-        [&]() -> boost::asio::awaitable<void> {
-          out = co_await chain->run(stage, ev_);
-          finished = true;
-        },
-        boost::asio::detached);
-    io.run();
-    EXPECT_TRUE(finished);
-    return out;
-  }
+  Outcome run(Stage stage) { return event::testing::run_chain(chain_, stage, ev_); }
 
   Outcome rcpt(const std::string& address) {
     ev_.current_rcpt = address;

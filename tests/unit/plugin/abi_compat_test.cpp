@@ -5,13 +5,10 @@
 // synchronous hook, a header edit, a deferred completion from a thread, and
 // (1.2) a session tag.
 #include "core/event/chain.hpp"
+#include "tests/unit/event/run_chain.hpp"
 #include "core/plugin/loader.hpp"
 #include "tests/unit/abi/abi_lock.hpp"
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/strand.hpp>
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <postern/abi/v1/postern_abi.h>
@@ -50,22 +47,7 @@ class AbiCompatTest : public ::testing::TestWithParam<int> {
     ev_.transaction = &txn_;
   }
 
-  event::Outcome run(event::Stage stage) {
-    boost::asio::io_context io;
-    event::Outcome out;
-    bool finished = false;
-    auto chain = chain_;
-    boost::asio::co_spawn(
-        boost::asio::make_strand(io),
-        [&]() -> boost::asio::awaitable<void> {
-          out = co_await chain->run(stage, ev_);
-          finished = true;
-        },
-        boost::asio::detached);
-    io.run();
-    EXPECT_TRUE(finished);
-    return out;
-  }
+  event::Outcome run(event::Stage stage) { return event::testing::run_chain(chain_, stage, ev_); }
 
   pugi::xml_document doc_;
   std::shared_ptr<event::Chain> chain_ = std::make_shared<event::Chain>();
